@@ -1,0 +1,35 @@
+//! The contract the `producer`, `worker` and `consumer` binaries share.
+//!
+//! Data flow of one job:
+//!
+//! ```text
+//! producer --(TaskMessage, tasks queue)--> worker --(ResultMessage, results queue)--> consumer
+//!     |                                                                                  |
+//!     +------------------ job record and progress in Redis (store) ---------------------+
+//! ```
+//!
+//! Modules:
+//! - [`config`]: connection arguments every binary flattens into its CLI, and URL redaction.
+//! - [`job`]: validated newtypes (job id, chunk size) and the job record kept in Redis.
+//! - [`tasks`]: every task kind's wire name, input, output and aggregate.
+//! - [`envelope`]: the versioned MessagePack messages and their decoding errors.
+//! - [`topology`]: every queue and Redis key name, and their declaration.
+//! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`store`]: job state in Redis.
+//! - [`consume`]: the consuming loop with graceful drain.
+//! - [`connect`]: start-up retry with backoff for services that are not up yet.
+//! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
+//!   starts and ends.
+
+pub mod broker;
+pub mod config;
+pub mod connect;
+pub mod consume;
+pub mod envelope;
+pub mod job;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod tasks;
+pub mod telemetry;
+pub mod topology;

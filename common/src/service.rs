@@ -1,0 +1,73 @@
+//! How a long-running binary (worker, consumer) starts and ends: logging, settings validation, the stop
+//! signal, and the exit code, so each `main.rs` is a few lines.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::{self, LogArgs};
+
+/// Exit code for invalid arguments, as clap uses.
+pub const USAGE_EXIT_CODE: u8 = 2;
+
+/// Starts logging, validates settings, runs `run` with the stop signal, and maps the outcome to an exit
+/// code: 0 after a requested stop, 2 for invalid settings, 1 for a fatal error (whole cause chain logged).
+pub async fn main<S, E, F, Fut>(log: &LogArgs, settings: Result<S, String>, run: F) -> ExitCode
+where
+    F: FnOnce(S, CancellationToken) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    telemetry::init(log, "info");
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(USAGE_EXIT_CODE);
+        }
+    };
+    let shutdown = crate::shutdown::on_signals();
+    match run(settings, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{}", describe(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// An error and its causes on one line, each cause added only if the text before does not already say it.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Hides(#[source] std::io::Error);
+
+    #[test]
+    fn causes_are_listed_once() {
+        let io = || std::io::Error::other("disk full");
+        assert_eq!(describe(&Repeats(io())), "outer: disk full");
+        assert_eq!(describe(&Hides(io())), "outer: disk full");
+    }
+}

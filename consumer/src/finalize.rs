@@ -1,0 +1,144 @@
+//! Finishing a job once every chunk has a result: write `<job>.jsonl` and `<job>.summary.json` atomically
+//! (temporary file, then rename), then mark the job completed with its summary.
+//!
+//! Finishing twice is harmless (same content, atomic renames), which is what lets the consumer finish a
+//! job again after a crash between writing the files and marking the job completed.
+
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use taskq_common::job::{now_ms, JobId, JobState};
+use taskq_common::store::{JobStore, StoreError};
+
+use crate::output::{consolidator, OutputError};
+
+/// Chunk results fetched from Redis per round trip.
+const FETCH_BATCH: u32 = 256;
+
+/// Why a job could not be finished.
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    /// Redis failed; the result message is redelivered and finishing is tried again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The job can never be finished; it is marked failed with this reason.
+    #[error("{0}")]
+    Unfinishable(String),
+    /// Writing the files failed (disk full, permissions); tried again on redelivery.
+    #[error("writing the output of job {job} failed: {source}")]
+    Output {
+        /// The job.
+        job: JobId,
+        /// Why.
+        source: OutputError,
+    },
+}
+
+/// Writes a job's output and marks it completed. Returns the summary.
+pub async fn finalize(
+    store: &JobStore,
+    output_dir: &Path,
+    job: JobId,
+) -> Result<serde_json::Value, FinalizeError> {
+    let state = store.require_job(job).await?;
+    let mut chunks = Vec::with_capacity(state.spec.total_chunks as usize);
+    let mut start = 0;
+    while start < state.spec.total_chunks {
+        let end = (start + FETCH_BATCH).min(state.spec.total_chunks);
+        for (offset, chunk) in store
+            .chunk_results(job, start..end)
+            .await?
+            .into_iter()
+            .enumerate()
+        {
+            let chunk = chunk.ok_or_else(|| {
+                FinalizeError::Unfinishable(format!(
+                    "the stored result of chunk {} is missing from Redis (was Redis restarted without persistence?): resubmit the job",
+                    start as usize + offset
+                ))
+            })?;
+            chunks.push(chunk);
+        }
+        start = end;
+    }
+    let output_dir = output_dir.to_owned();
+    let summary = tokio::task::spawn_blocking(move || write_files(&output_dir, &state, &chunks))
+        .await
+        .map_err(|e| FinalizeError::Unfinishable(format!("writing the output panicked: {e}")))??;
+    store.complete(job, &summary).await?;
+    Ok(summary)
+}
+
+fn write_files(
+    output_dir: &Path,
+    state: &JobState,
+    chunks: &[Vec<u8>],
+) -> Result<serde_json::Value, FinalizeError> {
+    let job = state.spec.id;
+    let output_error = |source: OutputError| FinalizeError::Output { job, source };
+    let mut consolidator =
+        consolidator(&state.spec.kind, state.spec.total_items).ok_or_else(|| {
+            FinalizeError::Unfinishable(format!(
+                "this consumer does not know task kind '{}'",
+                state.spec.kind
+            ))
+        })?;
+    let output_path = output_dir.join(format!("{job}.jsonl"));
+    write_atomically(&output_path, |out| {
+        for chunk in chunks {
+            consolidator.add_chunk(chunk, out)?;
+        }
+        Ok(())
+    })
+    .map_err(output_error)?;
+
+    let elapsed_ms = now_ms().saturating_sub(state.spec.submitted_at_ms).max(1);
+    let items = state.items_done;
+    let mut summary = serde_json::json!({
+        "job_id": job.to_string(),
+        "kind": state.spec.kind,
+        "status": "completed",
+        "items": items,
+        "failed": state.items_failed,
+        "chunks": state.spec.total_chunks,
+        "duplicates_ignored": state.duplicates,
+        "elapsed_ms": elapsed_ms,
+        "items_per_sec": (items as f64 * 1000.0 / elapsed_ms as f64).round(),
+        "output": absolute(&output_path).display().to_string(),
+        "aggregate": consolidator.aggregate(),
+    });
+    if let Some(results) = consolidator.take_inline() {
+        summary["results"] = serde_json::Value::Array(results);
+    }
+    let summary_path = output_dir.join(format!("{job}.summary.json"));
+    write_atomically(&summary_path, |out| {
+        serde_json::to_writer_pretty(&mut *out, &summary)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    })
+    .map_err(output_error)?;
+    Ok(summary)
+}
+
+/// Writes through `fill` into a unique temporary file beside `path`, then renames it into place.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    let temporary = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+    let result = (|| {
+        let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&temporary)?);
+        fill(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&temporary, path)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
+}

@@ -1,0 +1,117 @@
+//! What happens to one result message: record it once in Redis, finish the job if it was the last chunk,
+//! then ack. Recording and counting are one atomic step in Redis, so a redelivered result (a worker died
+//! after publishing, or this consumer died before acking) changes nothing but the duplicate counter.
+
+use std::path::PathBuf;
+
+use lapin::message::Delivery;
+use taskq_common::broker::{self, Publisher};
+use taskq_common::envelope::{self, ResultMessage};
+use taskq_common::store::{JobStore, Recorded};
+use tracing::Instrument;
+
+use crate::finalize::{finalize, FinalizeError};
+
+/// How long a result waits before going back to the queue when Redis or the disk failed.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What every result handler shares.
+pub struct Context {
+    /// Job state.
+    pub store: JobStore,
+    /// For dead-lettering results that can never be used.
+    pub publisher: Publisher,
+    /// Where outputs go.
+    pub output_dir: PathBuf,
+    /// This consumer's name, for dead-letter headers.
+    pub consumer_id: String,
+}
+
+/// Handles one result delivery to the end.
+pub async fn handle(context: std::sync::Arc<Context>, delivery: Delivery) {
+    let result: ResultMessage = match envelope::decode(&delivery.data) {
+        Ok(result) => result,
+        Err(reason) => return refuse(&context, &delivery, &reason.to_string()).await,
+    };
+    let span = tracing::info_span!(
+        "result",
+        job = %result.job_id,
+        chunk = result.task_id,
+        worker = %result.worker_id,
+        attempt = result.attempt,
+    );
+    record(&context, &delivery, result).instrument(span).await
+}
+
+async fn record(context: &Context, delivery: &Delivery, result: ResultMessage) {
+    let job = result.job_id;
+    let recorded = context
+        .store
+        .record_result(
+            job,
+            result.task_id,
+            result.items,
+            result.failed,
+            &result.payload,
+        )
+        .await;
+    let job_done = match recorded {
+        Ok(Recorded::New { job_done }) => job_done,
+        Ok(Recorded::Duplicate { job_done }) => {
+            tracing::info!("duplicate result ignored");
+            job_done
+        }
+        Ok(Recorded::JobFailed) => {
+            tracing::info!("result for a failed job dropped");
+            false
+        }
+        Ok(Recorded::UnknownJob) => {
+            let reason = format!(
+                "result for job {job}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
+                context.store.topology().prefix()
+            );
+            return refuse(context, delivery, &reason).await;
+        }
+        Err(error) => {
+            tracing::warn!("{error}; the result goes back to the queue");
+            return broker::requeue_after(delivery, RETRY_DELAY).await;
+        }
+    };
+    if job_done {
+        match finalize(&context.store, &context.output_dir, job).await {
+            Ok(summary) => tracing::info!(
+                items = %summary["items"],
+                failed = %summary["failed"],
+                elapsed_ms = %summary["elapsed_ms"],
+                output = %summary["output"],
+                "job completed"
+            ),
+            Err(FinalizeError::Unfinishable(reason)) => {
+                tracing::error!("job cannot complete: {reason}");
+                if let Err(error) = context.store.fail(job, &reason).await {
+                    tracing::warn!("{error}; the result goes back to the queue");
+                    return broker::requeue_after(delivery, RETRY_DELAY).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    "{error}; the result goes back to the queue to finish the job later"
+                );
+                return broker::requeue_after(delivery, RETRY_DELAY).await;
+            }
+        }
+    }
+    broker::ack(delivery).await
+}
+
+async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
+    let dead_queue = context.store.topology().dead_queue();
+    broker::quarantine(
+        &context.publisher,
+        &dead_queue,
+        delivery,
+        reason,
+        &context.consumer_id,
+    )
+    .await
+}

@@ -1,0 +1,94 @@
+//! Following a job: its state as JSON, and waiting for it with a progress bar.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use taskq_common::job::{JobId, JobState, JobStatus};
+use taskq_common::store::JobStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::ProducerError;
+
+/// The first wait between progress reads; each next one is 1.5 times longer, up to [`POLL_MAX`]. Short jobs
+/// are seen finishing within milliseconds, long ones cost a few cheap reads a second.
+const POLL_FIRST: Duration = Duration::from_millis(10);
+/// The longest wait between progress reads.
+const POLL_MAX: Duration = Duration::from_millis(250);
+
+/// A job's state as the JSON `status` and `wait` print: the consumer's summary once completed.
+pub fn state_json(state: &JobState) -> serde_json::Value {
+    if let (JobStatus::Completed, Some(summary)) = (state.status, &state.summary) {
+        return summary.clone();
+    }
+    let mut value = json!({
+        "job_id": state.spec.id.to_string(),
+        "kind": state.spec.kind,
+        "status": state.status.as_str(),
+        "items": state.spec.total_items,
+        "items_done": state.items_done,
+        "failed": state.items_failed,
+        "chunks": state.spec.total_chunks,
+        "chunks_done": state.chunks_done,
+        "duplicates_ignored": state.duplicates,
+    });
+    if let Some(error) = &state.error {
+        value["error"] = json!(error);
+    }
+    value
+}
+
+/// Waits until the job is completed or failed, drawing a progress bar on stderr (only on a terminal).
+/// Redis errors while waiting are logged and retried: the job goes on regardless.
+pub async fn wait(
+    store: &JobStore,
+    job: JobId,
+    timeout: Option<Duration>,
+    shutdown: &CancellationToken,
+) -> Result<JobState, ProducerError> {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let mut bar: Option<ProgressBar> = None;
+    let mut poll = POLL_FIRST;
+    loop {
+        match store.job_state(job).await {
+            Ok(Some(state)) => {
+                let bar = bar.get_or_insert_with(|| progress_bar(&state));
+                bar.set_position(state.items_done);
+                if state.status.is_final() {
+                    bar.finish_and_clear();
+                    return Ok(state);
+                }
+            }
+            Ok(None) => {
+                return Err(ProducerError::Store(
+                    taskq_common::store::StoreError::UnknownJob {
+                        job,
+                        prefix: store.topology().prefix().to_owned(),
+                    },
+                ))
+            }
+            Err(error) => tracing::warn!("{error}; still waiting"),
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(ProducerError::WaitTimeout { job });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(poll) => {}
+            _ = shutdown.cancelled() => return Err(ProducerError::WaitInterrupted { job }),
+        }
+        poll = poll.mul_f64(1.5).min(POLL_MAX);
+    }
+}
+
+fn progress_bar(state: &JobState) -> ProgressBar {
+    let bar =
+        ProgressBar::with_draw_target(Some(state.spec.total_items), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(format!("{} {}", state.spec.kind, state.spec.id));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}

@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# End-to-end test of the Docker deployment, run with the same docker-compose.yml users run:
+#   1. builds the release binaries, the local stand-ins for the public images when they are missing
+#      (deploy/images/build.sh: this machine has a Docker engine but no registry), and the taskq image from
+#      deploy/Dockerfile (target `prebuilt`, from those binaries);
+#   2. `up` with 3 workers, each on one CPU thread so work queues up, and the consumer;
+#   3. the seed job from the producer service, every result checked against the closed form;
+#   4. a bigger job: reads the task queue's depth from the management HTTP API while work is queued, kills a
+#      busy worker (SIGKILL), stops another gracefully (SIGTERM), scales to 1 worker, and checks the job still
+#      completes with exact results, the killed worker's chunks redelivered and nothing dead-lettered;
+#   5. scales the compose workers to 0 and runs the seed job on a worker started outside the project with
+#      `docker run`, reaching the broker and Redis only through the published ports and AMQP_URL/REDIS_URL,
+#      as a worker on another host would;
+#   6. `down -v`, also when something fails.
+# Ports are published on 127.0.0.1 only, on ephemeral host ports, under the test's own compose project, so it
+# runs beside the RabbitMQ and Redis a developer may have on this host. Every wait is bounded.
+# PASS/FAIL lines and the final count go to stdout; progress, timings and diagnostics to stderr.
+#
+# Usage: scripts/compose-test.sh
+#   TASKQ_SKIP_CARGO_BUILD=1   use target/release as it is instead of running `cargo build --release --bins`
+#   BIG_FROM, BIG_COUNT        the bigger job (default 1000000000, 24: about 1 s of CPU per item)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+big_from=${BIG_FROM:-1000000000}
+big_count=${BIG_COUNT:-24}
+seed_from=5000000
+seed_count=20
+
+passed=0
+failed=0
+timings=()
+tmp=$(mktemp -d)
+stack_up=0
+
+log() { printf 'compose-test: %s\n' "$*" >&2; }
+pass() { printf 'PASS %s\n' "$*"; passed=$((passed + 1)); }
+fail() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
+check() { # description, command...
+  local description=$1; shift
+  if "$@"; then pass "$description"; else fail "$description"; fi
+}
+now() { date +%s.%N; }
+since() { python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$1" "$(now)"; }
+timed() { # phase name, start time
+  local seconds; seconds=$(since "$2")
+  timings+=("$1: ${seconds}s")
+  log "$1 took ${seconds}s"
+}
+
+# ---------------------------------------------------------------------------------------------- compose
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+else
+  fail "neither \`docker compose\` nor \`docker-compose\` is installed"
+  printf '%s passed, %s failed\n' "$passed" "$failed"
+  exit 1
+fi
+dc() { "${compose[@]}" --env-file deploy/images/local.env "$@"; }
+
+# The stand-ins' names, unless the caller chose other images (then compose uses those too).
+while IFS='=' read -r key value; do
+  case $key in '' | \#*) continue ;; esac
+  if [ -z "${!key:-}" ]; then export "$key=$value"; fi
+done <deploy/images/local.env
+
+random_secret() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-taskq-compose-test}
+export TASKQ_IMAGE=${TASKQ_IMAGE:-taskq:latest}
+export TASKQ_BIND_ADDRESS=127.0.0.1 TASKQ_AMQP_PORT=0 TASKQ_MANAGEMENT_PORT=0 TASKQ_REDIS_PORT=0
+TASKQ_RABBITMQ_PASSWORD=$(random_secret)
+TASKQ_REDIS_PASSWORD=$(random_secret)
+export TASKQ_RABBITMQ_USER=taskq-test TASKQ_RABBITMQ_PASSWORD TASKQ_REDIS_PASSWORD
+export TASKQ_CPU_THREADS=1
+project=$COMPOSE_PROJECT_NAME
+
+diagnostics() {
+  log "diagnostics: containers and the last log lines"
+  dc ps >&2 || true
+  dc logs --tail 30 >&2 || true
+}
+
+remote_worker=$project-remote-worker
+
+teardown() { # bounded; safe to call twice
+  docker rm -f "$remote_worker" >/dev/null 2>&1 || true
+  [ "$stack_up" -eq 1 ] || return 0
+  timeout 180 "${compose[@]}" --env-file deploy/images/local.env down -v --remove-orphans -t 10 >&2 2>&1 || true
+  stack_up=0
+}
+
+finish() {
+  local status=$?
+  if [ "$failed" -gt 0 ] || [ "$status" -ne 0 ]; then
+    [ "$stack_up" -eq 1 ] && diagnostics
+  fi
+  teardown
+  rm -rf "$tmp"
+  if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then fail "stopped early (exit status $status)"; fi
+  log "timings:"
+  for line in "${timings[@]}"; do log "  $line"; done
+  printf '%s passed, %s failed\n' "$passed" "$failed"
+  if [ "$failed" -gt 0 ]; then exit 1; fi
+}
+trap finish EXIT
+trap 'fail "command failed at line $LINENO: $BASH_COMMAND"' ERR
+
+# ----------------------------------------------------------------------------------------- helpers
+running_workers() {
+  docker ps -q --no-trunc --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=worker"
+}
+
+api() { # path under /api/
+  curl -fsS --max-time 5 -u "$TASKQ_RABBITMQ_USER:$TASKQ_RABBITMQ_PASSWORD" "http://$ui/api/$1"
+}
+
+queue_stats() { # queue -> "messages ready unacked consumers redelivered" (the management API's view)
+  api "queues/%2f/$1" 2>/dev/null | python3 -c '
+import json, sys
+q = json.load(sys.stdin)
+stats = q.get("message_stats") or {}
+print(*(int(q.get(k) or 0) for k in ("messages", "messages_ready", "messages_unacknowledged", "consumers")),
+      int(stats.get("redeliver") or 0))' 2>/dev/null
+}
+
+queue_field() { # position in queue_stats' line (1-5), queue -> that number (0 when the API has no answer)
+  local values
+  values=$(queue_stats "$2" || echo 0 0 0 0 0)
+  # shellcheck disable=SC2086 # split the line into its numbers
+  set -- "$1" $values
+  shift "$1"
+  echo "$1"
+}
+
+wait_for() { # description, tries, seconds between, command...
+  local description=$1 tries=$2 pause=$3; shift 3
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep "$pause"
+  done
+  log "gave up waiting for $description"
+  return 1
+}
+
+check_results() { # summary.json, first n, count: exact values against sum(i*i for i < n) = n(n-1)(2n-1)/6
+  python3 - "$@" <<'EOF'
+import json, sys
+path, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+try:
+    summary = json.load(open(path))
+except ValueError as error:
+    sys.exit(f"not JSON ({error}): {open(path).read()[:300]!r}")
+want = [(i, n, n * (n - 1) * (2 * n - 1) // 6) for i, n in enumerate(range(start, start + count))]
+problems = []
+for key, expected in (("status", "completed"), ("items", count), ("failed", 0)):
+    if summary.get(key) != expected:
+        problems.append(f"{key} is {summary.get(key)!r}, expected {expected!r}")
+got = sorted((r["index"], r["input"], r["output"]) for r in summary.get("results", []))
+if got != want:
+    wrong = [(g, w) for g, w in zip(got, want) if g != w][:3]
+    problems.append(f"{len(got)} results, expected {count}; first differences (got, want): {wrong}")
+total = sum(w[2] for w in want)
+if summary.get("aggregate", {}).get("total") != total:
+    problems.append(f"aggregate total {summary.get('aggregate')!r}, expected {total}")
+for problem in problems:
+    print(f"  {path}: {problem}", file=sys.stderr)
+sys.exit(1 if problems else 0)
+EOF
+}
+
+busiest_worker() { # the running worker whose channel holds the most unacknowledged chunks, and how many
+  local pairs=() id ip
+  for id in $(running_workers); do
+    ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+    pairs+=("$ip=$id")
+  done
+  api channels | python3 -c '
+import json, sys
+by_ip = dict(pair.split("=", 1) for pair in sys.argv[1:])
+held = {}
+for channel in json.load(sys.stdin):
+    container = by_ip.get(channel.get("connection_details", {}).get("peer_host"))
+    if container:
+        held[container] = held.get(container, 0) + int(channel.get("messages_unacknowledged") or 0)
+container, count = max(held.items(), key=lambda item: item[1], default=(next(iter(by_ip.values())), 0))
+print(container, count)' "${pairs[@]}"
+}
+
+# ------------------------------------------------------------------------------------------ images
+started=$(now)
+if [ "${TASKQ_SKIP_CARGO_BUILD:-0}" != 1 ]; then
+  log "cargo build --release --bins"
+  cargo build --release --bins >&2
+fi
+timed "release binaries (cargo build --release --bins)" "$started"
+
+started=$(now)
+deploy/images/build.sh
+timed "stand-in base images (deploy/images/build.sh)" "$started"
+
+# The classic builder sends the whole context and ignores deploy/Dockerfile.dockerignore, so give it
+# only the three binaries, at the paths the Dockerfile's `prebuilt` stage copies from.
+started=$(now)
+mkdir -p "$tmp/context/target/release"
+cp target/release/producer target/release/worker target/release/consumer "$tmp/context/target/release/"
+log "docker build -f deploy/Dockerfile --target prebuilt -t $TASKQ_IMAGE"
+docker build -q -f deploy/Dockerfile --target prebuilt --build-arg "RUNTIME_IMAGE=$TASKQ_BASE_IMAGE" \
+  -t "$TASKQ_IMAGE" "$tmp/context" >&2
+timed "taskq image (deploy/Dockerfile, target prebuilt)" "$started"
+check "the taskq image runs its binaries as a non-root user ($(docker run --rm "$TASKQ_IMAGE" worker --version))" \
+  test "$(docker run --rm "$TASKQ_IMAGE" id -u)" = 10001
+
+# ------------------------------------------------------------------------------------------ up
+compose_version=$("${compose[@]}" version --short 2>/dev/null || "${compose[@]}" version | head -1)
+check "docker-compose.yml is valid for ${compose[*]} $compose_version" dc config -q
+
+started=$(now)
+stack_up=1
+log "up -d --scale worker=3"
+timeout 300 "${compose[@]}" --env-file deploy/images/local.env up -d --scale worker=3 >&2 2>&1
+timed "compose up (3 workers, waits for healthy rabbitmq and redis)" "$started"
+
+for service in rabbitmq redis; do
+  health=$(docker inspect -f '{{.State.Health.Status}}' "$(dc ps -q "$service")")
+  check "$service is healthy (its compose health check)" test "$health" = healthy
+done
+ui=$(dc port rabbitmq 15672)
+check "the management UI answers on http://$ui" curl -fsS --max-time 5 -o /dev/null "http://$ui/"
+check "3 worker containers are running" test "$(running_workers | wc -l)" -eq 3
+three_consumers() { [ "$(queue_field 4 taskq.tasks.cpu)" -ge 3 ]; }
+check "the management API shows the 3 workers consuming taskq.tasks.cpu" wait_for "3 consumers" 40 1 three_consumers
+
+# ------------------------------------------------------------------------------------------ seed job
+started=$(now)
+log "run --rm producer submit sum-squares --from $seed_from --count $seed_count --wait"
+timeout 180 "${compose[@]}" --env-file deploy/images/local.env run --rm -T producer \
+  submit sum-squares --from "$seed_from" --count "$seed_count" --wait --timeout 120 >"$tmp/seed.json"
+timed "seed job (20 items, 3 workers)" "$started"
+check "seed job: the producer's summary has all $seed_count exact results and the aggregate" \
+  check_results "$tmp/seed.json" "$seed_from" "$seed_count"
+
+# ------------------------------------------------------------------------------------------ big job
+started=$(now)
+job=$(timeout 60 "${compose[@]}" --env-file deploy/images/local.env run --rm -T producer \
+  submit sum-squares --from "$big_from" --count "$big_count")
+log "submitted job $job ($big_count items from n=$big_from)"
+check "the producer printed a job id" test -n "$job"
+
+# Queue statistics reach the API every few seconds; poll until they show queued work.
+depth=""
+for _ in $(seq 60); do
+  read -r messages ready unacked consumers _ < <(queue_stats taskq.tasks.cpu || echo 0 0 0 0 0)
+  log "taskq.tasks.cpu: messages=$messages ready=$ready unacknowledged=$unacked consumers=$consumers"
+  if [ "$ready" -gt 0 ] && [ "$unacked" -gt 0 ]; then
+    depth="messages=$messages (ready $ready + unacknowledged $unacked), consumers=$consumers"
+    break
+  fi
+  sleep 0.5
+done
+check "queue depth read from the management API while work is queued: ${depth:-none seen}" \
+  test -n "$depth" -a "${messages:-0}" -eq "$((ready + unacked))"
+
+# Channel statistics lag like the queue's: give them a moment to show the chunks a worker holds.
+for _ in $(seq 10); do
+  read -r victim held < <(busiest_worker)
+  if [ "$held" -gt 0 ]; then break; fi
+  sleep 0.5
+done
+docker kill -s KILL "$victim" >/dev/null
+log "killed worker ${victim:0:12} (holding $held unacknowledged chunks per the API)"
+check "killed worker ${victim:0:12} mid-job with SIGKILL (it held $held unacknowledged chunks)" \
+  test "$held" -gt 0 -a "$(docker inspect -f '{{.State.ExitCode}}' "$victim")" -eq 137
+
+read -r stopping _ < <(busiest_worker)
+stop_started=$(now)
+docker stop -t 45 "$stopping" >/dev/null
+stop_seconds=$(since "$stop_started")
+stopped_cleanly() { # container: exit status 0 after logging the graceful stop
+  [ "$(docker inspect -f '{{.State.ExitCode}}' "$1")" -eq 0 ] &&
+    docker logs "$1" 2>&1 | grep "stop requested" >/dev/null
+}
+check "worker ${stopping:0:12} stopped gracefully on SIGTERM in ${stop_seconds}s (exit 0, within the 45 s grace period)" \
+  stopped_cleanly "$stopping"
+
+scale_started=$(now)
+log "up -d --scale worker=1"
+timeout 180 "${compose[@]}" --env-file deploy/images/local.env up -d --scale worker=1 >&2 2>&1
+check "scaled to 1 worker in $(since "$scale_started")s" test "$(running_workers | wc -l)" -eq 1
+
+read -r messages ready unacked consumers _ < <(queue_stats taskq.tasks.cpu || echo 0 0 0 0 0)
+log "after the kill, the stop and the scale-down: messages=$messages ready=$ready unacknowledged=$unacked consumers=$consumers"
+log "run --rm producer wait $job"
+timeout 360 "${compose[@]}" --env-file deploy/images/local.env run --rm -T producer \
+  wait "$job" --timeout 300 >"$tmp/big.json"
+timed "big job ($big_count items; worker killed, one stopped, scaled to 1)" "$started"
+check "big job: all $big_count exact results and the aggregate despite the killed worker" \
+  check_results "$tmp/big.json" "$big_from" "$big_count"
+
+redelivered() { [ "$(queue_field 5 taskq.tasks.cpu)" -gt 0 ]; }
+drained() { [ "$(queue_field 1 taskq.tasks.cpu)" -eq 0 ] && [ "$(queue_field 4 taskq.tasks.cpu)" -gt 0 ]; }
+check "the broker redelivered the killed worker's chunks (redeliver counter > 0)" \
+  wait_for "redeliveries in the statistics" 20 1 redelivered
+check "taskq.tasks.cpu drained" wait_for "an empty task queue" 20 1 drained
+read -r dead _ < <(queue_stats taskq.dead || echo 1)
+check "nothing dead-lettered (taskq.dead holds $dead messages)" test "$dead" -eq 0
+
+dc exec -T consumer sh -c "cat \"\$TASKQ_OUTPUT_DIR/$job.summary.json\"" >"$tmp/big.summary.json" || true
+lines=$(dc exec -T consumer sh -c "wc -l < \"\$TASKQ_OUTPUT_DIR/$job.jsonl\"" | tr -d ' \r' || true)
+output_complete() { [ "$lines" = "$big_count" ] && check_results "$tmp/big.summary.json" "$big_from" "$big_count"; }
+check "the consumer's output volume holds the job's summary (exact) and $big_count result lines (got ${lines:-none})" \
+  output_complete
+
+# ------------------------------------------------------------------------------------------ remote worker
+started=$(now)
+timeout 180 "${compose[@]}" --env-file deploy/images/local.env up -d --scale worker=0 >&2 2>&1
+check "scaled the compose workers to 0" test "$(running_workers | wc -l)" -eq 0
+amqp=$(dc port rabbitmq 5672)
+redis=$(dc port redis 6379)
+docker run -d --name "$remote_worker" --network host --stop-timeout 45 \
+  -e "AMQP_URL=amqp://$TASKQ_RABBITMQ_USER:$TASKQ_RABBITMQ_PASSWORD@$amqp/%2f" \
+  -e "REDIS_URL=redis://:$TASKQ_REDIS_PASSWORD@$redis" \
+  -e TASKQ_WORKER_ID=remote-worker -e TASKQ_CPU_THREADS=1 \
+  "$TASKQ_IMAGE" worker >/dev/null
+one_consumer() { [ "$(queue_field 4 taskq.tasks.cpu)" -eq 1 ]; }
+check "a worker outside the project (docker run, published ports $amqp and $redis) consumes the task queue" \
+  wait_for "the outside worker" 40 1 one_consumer
+timeout 180 "${compose[@]}" --env-file deploy/images/local.env run --rm -T producer \
+  submit sum-squares --from "$seed_from" --count "$seed_count" --wait --timeout 120 >"$tmp/remote.json"
+check "seed job run by that worker alone: all $seed_count exact results" \
+  check_results "$tmp/remote.json" "$seed_from" "$seed_count"
+docker stop -t 45 "$remote_worker" >/dev/null
+check "the outside worker stopped gracefully on SIGTERM" stopped_cleanly "$remote_worker"
+docker rm "$remote_worker" >/dev/null
+timed "outside worker (scale to 0, docker run worker, seed job)" "$started"
+
+# ------------------------------------------------------------------------------------------ down
+started=$(now)
+timeout 180 "${compose[@]}" --env-file deploy/images/local.env down -v --remove-orphans >&2 2>&1
+stack_up=0
+timed "compose down -v" "$started"
+left=$(docker ps -aq --filter "label=com.docker.compose.project=$project" | wc -l)
+volumes=$(docker volume ls -q --filter "label=com.docker.compose.project=$project" | wc -l)
+check "down -v removed every container ($left left) and volume ($volumes left)" test "$left" -eq 0 -a "$volumes" -eq 0

@@ -1,0 +1,520 @@
+//! Test harness: a [`Deployment`] is one isolated namespace (its own queue and key prefix) on the real
+//! RabbitMQ and Redis, with helpers to start the real binaries in it and to look at the broker and store.
+//! Dropping it kills its processes and deletes its queues and keys, so tests run in parallel on one broker.
+//!
+//! The binaries are the ones cargo built beside the test executable (`cargo build --workspace --bins`).
+//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from.
+
+pub mod fixture;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use taskq_common::broker::{self, Outgoing, Publisher};
+use taskq_common::job::{now_ms, JobId, JobSpec};
+use taskq_common::store::JobStore;
+use taskq_common::topology::Topology;
+
+/// The broker the tests use (`TASKQ_TEST_AMQP_URL`, default local guest).
+pub fn amqp_url() -> String {
+    std::env::var("TASKQ_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The Redis the tests use (`TASKQ_TEST_REDIS_URL`, default local).
+pub fn redis_url() -> String {
+    std::env::var("TASKQ_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Where cargo put the binaries: beside the test executable's `deps` folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// One isolated namespace on the real broker and store.
+pub struct Deployment {
+    /// The queue and key prefix.
+    pub prefix: String,
+    /// Where processes write their logs and the consumer its output.
+    pub dir: tempfile::TempDir,
+    amqp_url: String,
+    processes: Vec<Process>,
+}
+
+struct Process {
+    binary: String,
+    args: Vec<String>,
+    log_name: String,
+    child: Child,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Deployment {
+    /// A fresh namespace named after the test.
+    pub fn new(test: &str) -> Self {
+        Self::with_amqp_url(test, amqp_url())
+    }
+
+    /// A fresh namespace whose processes use `amqp_url` (for example with a short heartbeat).
+    pub fn with_amqp_url(test: &str, amqp_url: String) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("t-{test}-{}-{n}", std::process::id());
+        Self {
+            prefix,
+            dir: tempfile::tempdir().expect("temp dir"),
+            amqp_url,
+            processes: Vec::new(),
+        }
+    }
+
+    /// The deployment's queue names.
+    pub fn topology(&self) -> Topology {
+        Topology::new(self.prefix.clone())
+    }
+
+    /// The consumer's output directory.
+    pub fn output_dir(&self) -> PathBuf {
+        self.dir.path().join("output")
+    }
+
+    fn command(&self, binary_name: &str) -> Command {
+        let mut command = Command::new(binary(binary_name));
+        command
+            .env("AMQP_URL", &self.amqp_url)
+            .env("REDIS_URL", redis_url())
+            .env("TASKQ_PREFIX", &self.prefix)
+            .env("TASKQ_OUTPUT_DIR", self.output_dir())
+            .env_remove("TASKQ_LOG_FORMAT")
+            .env("RUST_LOG", "info");
+        command
+    }
+
+    fn spawn(&mut self, binary_name: &str, args: &[&str]) -> usize {
+        let index = self.processes.len();
+        let log_name = format!("{binary_name}-{index}.log");
+        let log = std::fs::File::create(self.dir.path().join(&log_name)).expect("log file");
+        let child = self
+            .command(binary_name)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary_name}: {e}"));
+        let args = args.iter().map(|a| a.to_string()).collect();
+        self.processes.push(Process {
+            binary: binary_name.to_owned(),
+            args,
+            log_name,
+            child,
+        });
+        index
+    }
+
+    /// Kills a process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        let child = &mut self.processes[index].child;
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts a new process like the one at `index` (same binary and arguments); returns its index.
+    pub fn restart(&mut self, index: usize) -> usize {
+        let (binary, args) = (
+            self.processes[index].binary.clone(),
+            self.processes[index].args.clone(),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.spawn(&binary, &args)
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self, index: usize) -> bool {
+        matches!(self.processes[index].child.try_wait(), Ok(None))
+    }
+
+    /// Starts a worker; returns its process index.
+    pub fn start_worker(&mut self, args: &[&str]) -> usize {
+        self.spawn("worker", args)
+    }
+
+    /// Starts the consumer; returns its process index.
+    pub fn start_consumer(&mut self) -> usize {
+        self.spawn("consumer", &[])
+    }
+
+    /// Starts `workers` workers with `args` and one consumer.
+    pub fn start(&mut self, workers: usize, args: &[&str]) {
+        for _ in 0..workers {
+            self.start_worker(args);
+        }
+        self.start_consumer();
+    }
+
+    /// The OS pid of a started process.
+    pub fn pid(&self, index: usize) -> u32 {
+        self.processes[index].child.id()
+    }
+
+    /// Everything a started process logged so far.
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(&self.processes[index].log_name))
+            .unwrap_or_default()
+    }
+
+    /// All logs, for failure messages.
+    pub fn all_logs(&self) -> String {
+        (0..self.processes.len())
+            .map(|i| format!("--- {} ---\n{}", self.processes[i].log_name, self.log(i)))
+            .collect()
+    }
+
+    /// Runs the producer to completion with `args` (a 60 s limit), in this namespace.
+    pub fn producer(&self, args: &[&str]) -> Run {
+        self.run_with(self.command("producer").args(args))
+    }
+
+    /// Runs the producer with extra environment (for example another broker URL).
+    pub fn producer_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command("producer");
+        command.args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        self.run_with(&mut command)
+    }
+
+    /// Runs the producer with `stdin` as its standard input (for `--urls-file -`).
+    pub fn producer_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        Background::start_with_input(self.command("producer").args(args), Some(stdin))
+            .finish(Duration::from_secs(120))
+    }
+
+    fn run_with(&self, command: &mut Command) -> Run {
+        Background::start(command).finish(Duration::from_secs(120))
+    }
+
+    /// Starts the producer with `args` and returns without waiting for it.
+    pub fn producer_in_background(&self, args: &[&str]) -> Background {
+        Background::start(self.command("producer").args(args))
+    }
+
+    /// A job store on this namespace.
+    pub async fn store(&self) -> JobStore {
+        JobStore::connect(&redis_url(), self.topology())
+            .await
+            .expect("redis")
+    }
+
+    /// Records a job in Redis as `producer submit` would, for tests that publish its messages by hand.
+    pub async fn create_job(&self, kind: &str, total_chunks: u32, total_items: u64) -> JobId {
+        let id = JobId::new();
+        let spec = JobSpec {
+            id,
+            kind: kind.into(),
+            total_chunks,
+            total_items,
+            submitted_at_ms: now_ms(),
+        };
+        self.store()
+            .await
+            .create_job(&spec)
+            .await
+            .expect("create job");
+        id
+    }
+
+    /// Publishes hand-made messages (each to its own queue) with confirms.
+    pub async fn publish(&self, messages: &[Outgoing]) {
+        let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let publisher = Publisher::new(channel).await.expect("confirm mode");
+        for message in messages {
+            publisher.publish(message).await.expect("publish");
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+
+    /// Submits `square` over 1..=items without waiting; returns the job id.
+    pub fn submit_squares(&self, items: u64, chunk_size: u32) -> JobId {
+        let values = format!("1..={items}");
+        let chunk = chunk_size.to_string();
+        let run = self.producer(&[
+            "submit",
+            "square",
+            "--values",
+            &values,
+            "--chunk-size",
+            &chunk,
+        ]);
+        assert!(run.output.status.success(), "{}", run.stderr());
+        run.stdout().trim().parse().expect("job id")
+    }
+
+    /// Declares this namespace's queues (as every binary does at start).
+    pub async fn declare(&self) {
+        let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        self.topology().declare(&channel).await.expect("declare");
+        let _ = connection.close(200, "done".into()).await;
+    }
+
+    /// Ready messages in a queue.
+    pub async fn queue_depth(&self, queue: &str) -> u32 {
+        let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await
+            .expect("queue");
+        let _ = connection.close(200, "done".into()).await;
+        queue.message_count()
+    }
+
+    /// Takes every message out of the dead-letter queue, returning each one's reason header.
+    pub async fn drain_dead_letters(&self) -> Vec<String> {
+        let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let mut reasons = Vec::new();
+        while let Some(message) = channel
+            .basic_get(
+                self.topology().dead_queue().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get")
+        {
+            let reason = broker::header(
+                &message.delivery.properties,
+                taskq_common::topology::REASON_HEADER,
+            );
+            reasons.push(reason.unwrap_or_else(|| "<no reason header>".into()));
+        }
+        let _ = connection.close(200, "done".into()).await;
+        reasons
+    }
+
+    /// Stops a process with SIGTERM and waits (bounded) for it to exit; returns its exit status.
+    pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        let pid = self.pid(index).to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let child = &mut self.processes[index].child;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {index} ignored SIGTERM for 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    async fn clean_up(prefix: String) {
+        let topology = Topology::new(prefix);
+        if let Ok(connection) = broker::connect(&amqp_url(), "test cleanup").await {
+            if let Ok(channel) = connection.create_channel().await {
+                for queue in topology.queues() {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+            }
+            let _ = connection.close(200, "done".into()).await;
+        }
+        if let Ok(store) = JobStore::connect(&redis_url(), topology).await {
+            let _ = store.delete_everything().await;
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        for process in &mut self.processes {
+            let _ = process.child.kill();
+            let _ = process.child.wait();
+        }
+        if std::thread::panicking() && std::env::var_os("TASKQ_TEST_KEEP").is_some() {
+            let placeholder = tempfile::tempdir().expect("temp dir");
+            let kept = std::mem::replace(&mut self.dir, placeholder).keep();
+            eprintln!(
+                "kept namespace {} and logs in {}",
+                self.prefix,
+                kept.display()
+            );
+            return;
+        }
+        let prefix = self.prefix.clone();
+        // Drop cannot await; clean up on a runtime of our own, on a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(Self::clean_up(prefix));
+            }
+        })
+        .join();
+    }
+}
+
+/// A finished producer run.
+pub struct Run {
+    /// Exit status and captured output.
+    pub output: Output,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Stdout as text.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    /// Stderr as text.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// The exit code (`None` if killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+
+    /// Asserts success and parses stdout as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        assert!(
+            self.output.status.success(),
+            "producer failed ({:?}):\nstdout: {}\nstderr: {}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout()))
+    }
+}
+
+/// A producer run going on in the background.
+pub struct Background {
+    pid: u32,
+    started: Instant,
+    output: std::sync::mpsc::Receiver<std::io::Result<Output>>,
+}
+
+impl Background {
+    fn start(command: &mut Command) -> Self {
+        Self::start_with_input(command, None)
+    }
+
+    fn start_with_input(command: &mut Command, stdin: Option<&str>) -> Self {
+        if stdin.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start producer");
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            use std::io::Write;
+            let text = text.to_owned();
+            // On a thread of its own: a producer that stops reading must not block the test.
+            std::thread::spawn(move || {
+                let _ = pipe.write_all(text.as_bytes());
+            });
+        }
+        let pid = child.id();
+        // Collect output on another thread so a full pipe can never block the child while we wait.
+        let (sender, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(child.wait_with_output());
+        });
+        Self {
+            pid,
+            started: Instant::now(),
+            output,
+        }
+    }
+
+    /// Sends a signal (for example `-INT`, as Ctrl-C does) to the process.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .args([signal, &self.pid.to_string()])
+            .status();
+    }
+
+    /// Waits for the run to end, killing it and failing after `limit`.
+    pub fn finish(self, limit: Duration) -> Run {
+        match self.output.recv_timeout(limit) {
+            Ok(output) => Run {
+                output: output.expect("producer output"),
+                elapsed: self.started.elapsed(),
+            },
+            Err(_) => {
+                self.signal("-KILL");
+                let output = self
+                    .output
+                    .recv()
+                    .expect("producer output")
+                    .expect("producer output");
+                panic!(
+                    "producer did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+}
+
+/// The output file's lines of a completed job, parsed.
+pub fn output_lines(summary: &serde_json::Value) -> Vec<serde_json::Value> {
+    let path = summary["output"].as_str().expect("output path");
+    std::fs::read_to_string(path)
+        .expect("output file")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `producer`, `worker` and `consumer` binaries against the real RabbitMQ and
+//! Redis, one isolated namespace per test (see the harness).
+
+mod bad_input;
+mod consolidation;
+mod downloads;
+mod n_workers;
+mod poison;

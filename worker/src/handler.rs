@@ -1,0 +1,273 @@
+//! What happens to one delivery: decode, run (CPU kinds on the pool, I/O kinds on the I/O lane), publish
+//! the result with a confirm, then ack.
+//!
+//! The order is the at-least-once guarantee: a task is acknowledged only after its result is safely with
+//! the broker, so a worker that dies at any point loses nothing (the task is redelivered and the consumer
+//! counts its result once). A message that cannot be processed is copied to the dead-letter queue with the
+//! reason, and only then acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use taskq_common::broker::{self, BrokerError, Outgoing, Publisher};
+use taskq_common::envelope::{self, ResultMessage, TaskMessage, WIRE_VERSION};
+use taskq_common::job::JobStatus;
+use taskq_common::store::{Claim, JobStore};
+use taskq_common::tasks::{TaskKind, TestAbort};
+use taskq_common::topology::Topology;
+use tracing::Instrument;
+
+use crate::io_lane::IoLane;
+use crate::pool::{CpuPool, Permit, PoolOutcome};
+use crate::tasks::{self, ChunkOutput, CpuRunner, IoRunner, Runner};
+
+/// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
+/// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
+pub const POISON_RUNS: u32 = 5;
+
+/// How long a chunk waits before going back to the queue when Redis or publishing its result failed.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// What every delivery handler shares.
+pub struct Context {
+    /// Confirmed publishing of results and dead letters.
+    pub publisher: Publisher,
+    /// Queue names.
+    pub topology: Topology,
+    /// Where CPU chunks run.
+    pub pool: Arc<CpuPool>,
+    /// Where I/O chunks run.
+    pub io: Arc<IoLane>,
+    /// This worker's name.
+    pub worker_id: String,
+    /// Job state, to skip chunks of jobs that can no longer complete.
+    pub store: JobStore,
+    /// Whether test-only kinds (which kill the worker) may run.
+    pub test_kinds: bool,
+    /// Where finished chunks report what they cost, for the adaptive prefetch.
+    pub costs: Option<tokio::sync::mpsc::UnboundedSender<ChunkCost>>,
+}
+
+/// What one chunk cost: time on a pool thread, and other time holding a prefetch slot.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkCost {
+    /// Time computing on a pool thread.
+    pub compute: Duration,
+    /// Status check and result confirm.
+    pub overhead: Duration,
+}
+
+/// Handles one delivery to the end: acked, requeued, dead-lettered, or left for redelivery.
+pub async fn handle(context: Arc<Context>, delivery: Delivery) {
+    match envelope::decode_task(&delivery.data) {
+        Ok(task) => {
+            let span = tracing::info_span!(
+                "chunk",
+                job = %task.job_id,
+                chunk = task.task_id,
+                kind = %task.kind,
+                attempt = task.attempt,
+            );
+            if delivery.redelivered {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        "redelivered chunk: a worker died or lost its connection before acking it"
+                    )
+                });
+            }
+            run_task(&context, &delivery, task).instrument(span).await;
+        }
+        Err(reason) => refuse(&context, &delivery, &reason.to_string()).await,
+    }
+}
+
+async fn run_task(context: &Context, delivery: &Delivery, mut task: TaskMessage) {
+    if task.kind == TestAbort::NAME && !context.test_kinds {
+        let reason = "test-only task kind: workers run it only with --enable-test-kinds";
+        return refuse(context, delivery, reason).await;
+    }
+    let Some(runner) = tasks::runner(&task.kind) else {
+        let reason = envelope::DecodeError::UnknownKind(task.kind.clone());
+        return refuse(context, delivery, &reason.to_string()).await;
+    };
+    // Only a chunk about to run counts as delivered: chunks merely prefetched beside a chunk that kills
+    // the worker must not be blamed for its crashes. I/O chunks start at once (their items wait for
+    // I/O slots inside), so every one in flight counts.
+    let ready = match runner {
+        Runner::Cpu(run) => match context.pool.reserve().await {
+            Some(permit) => Ready::Cpu(run, permit),
+            None => return broker::requeue_after(delivery, Duration::ZERO).await,
+        },
+        Runner::Io(run) => Ready::Io(run),
+    };
+    let received = std::time::Instant::now();
+    match context.store.claim_run(task.job_id, task.task_id).await {
+        Ok(Claim {
+            status: Some(JobStatus::Failed),
+            ..
+        }) => {
+            tracing::info!("job was marked failed; chunk dropped");
+            return broker::ack(delivery).await;
+        }
+        Ok(Claim {
+            status: Some(JobStatus::Completed),
+            ..
+        }) => {
+            tracing::info!("job already completed; duplicate chunk dropped");
+            return broker::ack(delivery).await;
+        }
+        Ok(Claim {
+            unfinished_runs, ..
+        }) if unfinished_runs > POISON_RUNS => {
+            let reason = format!(
+                "started {unfinished_runs} times without finishing: it kills the worker that runs it"
+            );
+            return give_up(context, delivery, &task, &reason).await;
+        }
+        Ok(Claim {
+            status: Some(_), ..
+        }) => {}
+        Ok(Claim { status: None, .. }) => {
+            let reason = format!(
+                "chunk of job {}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
+                task.job_id,
+                context.topology.prefix()
+            );
+            return refuse(context, delivery, &reason).await;
+        }
+        Err(error) => {
+            tracing::warn!("{error}; the chunk goes back to the queue");
+            return broker::requeue_after(delivery, RETRY_DELAY).await;
+        }
+    }
+    let payload = std::mem::take(&mut task.payload);
+    let status_checked = received.elapsed();
+    let outcome = match ready {
+        Ready::Cpu(run, permit) => {
+            let timed = move || {
+                let started = std::time::Instant::now();
+                (run(&payload), started.elapsed())
+            };
+            match context.pool.run(permit, timed).await {
+                PoolOutcome::Done((Ok(output), compute)) => Ok((output, compute)),
+                PoolOutcome::Done((Err(reason), _)) => Err(Some(reason.to_string())),
+                PoolOutcome::Panicked(message) => Err(Some(format!("the chunk {message}"))),
+                PoolOutcome::NotStarted => Err(None),
+            }
+        }
+        Ready::Io(run) => {
+            let started = std::time::Instant::now();
+            match run(context.io.clone(), payload).await {
+                Ok(output) => Ok((output, started.elapsed())),
+                Err(reason) => Err(Some(reason.to_string())),
+            }
+        }
+    };
+    // The run ended (or never started): it no longer counts towards quarantine.
+    let end_run = || async {
+        if let Err(error) = context.store.end_run(task.job_id, task.task_id).await {
+            tracing::warn!("{error}; this run may count towards quarantining the chunk");
+        }
+    };
+    // Err(None): the worker began stopping before the chunk started; it goes back untouched.
+    let (output, compute) = match outcome {
+        Ok(done) => done,
+        Err(reason) => {
+            end_run().await;
+            return match reason {
+                Some(reason) => refuse(context, delivery, &reason).await,
+                None => broker::requeue_after(delivery, Duration::ZERO).await,
+            };
+        }
+    };
+    let (items, failed) = (output.items, output.failed);
+    let publishing = std::time::Instant::now();
+    // Both round trips at once: the chunk's slot is held for the longer of the two, not their sum.
+    let (published, ()) = tokio::join!(publish_result(context, &task, output), end_run());
+    match published {
+        Ok(()) => {
+            broker::ack(delivery).await;
+            let published = publishing.elapsed();
+            tracing::debug!(
+                items,
+                failed,
+                ?status_checked,
+                ?compute,
+                ?published,
+                "chunk done"
+            );
+            // Only the CPU lane adapts its prefetch; the I/O lane's is fixed at its concurrency.
+            if let (Some(costs), Runner::Cpu(_)) = (&context.costs, runner) {
+                let _ = costs.send(ChunkCost {
+                    compute,
+                    overhead: status_checked + published,
+                });
+            }
+        }
+        Err(error) => {
+            tracing::warn!("result not published ({error}); the chunk goes back to the queue");
+            broker::requeue_after(delivery, RETRY_DELAY).await
+        }
+    }
+}
+
+/// A chunk cleared to run: a CPU chunk holds a pool thread.
+enum Ready {
+    Cpu(CpuRunner, Permit),
+    Io(IoRunner),
+}
+
+/// Publishes a chunk's result and waits for the broker's confirm.
+async fn publish_result(
+    context: &Context,
+    task: &TaskMessage,
+    output: ChunkOutput,
+) -> Result<(), BrokerError> {
+    let result = ResultMessage {
+        version: WIRE_VERSION,
+        job_id: task.job_id,
+        task_id: task.task_id,
+        kind: task.kind.clone(),
+        attempt: task.attempt,
+        worker_id: context.worker_id.clone(),
+        items: output.items,
+        failed: output.failed,
+        payload: output.payload,
+    };
+    let outgoing = Outgoing {
+        queue: context.topology.results_queue(),
+        body: envelope::encode(&result),
+        message_id: format!("{}/{}", task.job_id, task.task_id),
+        kind: task.kind.clone(),
+        headers: Vec::new(),
+    };
+    context.publisher.publish(&outgoing).await
+}
+
+/// Gives up on a chunk that must not run again: its items are reported failed with `reason`, so the job
+/// completes and counts them, and the message goes to the dead-letter queue for inspection.
+async fn give_up(context: &Context, delivery: &Delivery, task: &TaskMessage, reason: &str) {
+    let failed = tasks::chunk_failer(&task.kind).and_then(|fail| fail(&task.payload, reason).ok());
+    if let Some(output) = failed {
+        if let Err(error) = publish_result(context, task, output).await {
+            tracing::warn!(
+                "failed items not published ({error}); the chunk goes back to the queue"
+            );
+            return broker::requeue_after(delivery, RETRY_DELAY).await;
+        }
+    }
+    refuse(context, delivery, reason).await
+}
+
+async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
+    let dead_queue = context.topology.dead_queue();
+    broker::quarantine(
+        &context.publisher,
+        &dead_queue,
+        delivery,
+        reason,
+        &context.worker_id,
+    )
+    .await
+}

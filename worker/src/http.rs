@@ -1,0 +1,226 @@
+//! The worker's HTTP client: one per worker, so connections are pooled and reused across downloads, with
+//! a per-request timeout, a body size limit and a redirect limit; and what each failure means (transient
+//! or not), so the download task knows whether a retry can help.
+
+use std::time::Duration;
+
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+use taskq_common::service::describe;
+
+/// The limits every download runs under (`--http-timeout`, `--max-body-bytes`, `--max-redirects`,
+/// `--download-retries`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// Longest one request may take, from connecting to the last body byte.
+    pub timeout: Duration,
+    /// Largest body accepted.
+    pub max_body_bytes: u64,
+    /// Redirects followed before giving up.
+    pub max_redirects: usize,
+    /// Retries after a transient failure.
+    pub retries: usize,
+}
+
+/// A body received in full, within the limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The URL it came from, after redirects.
+    pub final_url: String,
+    /// The final response's status (2xx).
+    pub status: u16,
+    /// Body length.
+    pub bytes: u64,
+    /// SHA-256 of the body, lowercase hex.
+    pub sha256: String,
+}
+
+/// Why one request did not produce a body.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The host name does not resolve. Not retried: check the URL.
+    #[error("cannot resolve the host: {0}. Check the URL's host name")]
+    Dns(String),
+    /// Nothing listens on the port. Transient.
+    #[error("connection refused: nothing listens at that host and port")]
+    Refused,
+    /// Another connection failure (unreachable network, TLS handshake). Transient.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// No complete answer in time. Transient.
+    #[error("no complete answer within {0:?}; raise --http-timeout if the server is just slow")]
+    Timeout(Duration),
+    /// The redirect chain is longer than allowed (or loops). Not retried.
+    #[error("more than {0} redirects; raise --max-redirects if the chain is legitimate")]
+    TooManyRedirects(usize),
+    /// The server answered with an error status. 5xx is transient; 4xx is not retried.
+    #[error("HTTP {0}")]
+    Status(StatusCode),
+    /// The body exceeds the limit. Not retried.
+    #[error("the body is larger than {limit} bytes{declared}; raise --max-body-bytes to accept it", declared = .declared.map(|n| format!(" (the server announced {n})")).unwrap_or_default())]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+        /// The length the server announced, if it did.
+        declared: Option<u64>,
+    },
+    /// The request or the body transfer failed otherwise (connection reset, malformed response). Transient.
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+impl FetchError {
+    /// True when trying again later may succeed: refused, other connection failures, timeouts, 5xx and
+    /// broken transfers. DNS failures, 4xx, redirect loops and oversized bodies are final.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Refused | Self::Connect(_) | Self::Timeout(_) | Self::Other(_) => true,
+            Self::Status(status) => status.is_server_error(),
+            Self::Dns(_) | Self::TooManyRedirects(_) | Self::TooLarge { .. } => false,
+        }
+    }
+}
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for downloads: {0}. HTTPS needs the system's CA certificates: install the ca-certificates package (or point SSL_CERT_FILE at a bundle)")]
+pub struct ClientError(#[source] reqwest::Error);
+
+/// The worker's HTTP client and its limits. Cheap to share behind an `Arc`; reqwest pools connections
+/// per host inside it.
+pub struct HttpClient {
+    client: reqwest::Client,
+    settings: HttpSettings,
+}
+
+impl HttpClient {
+    /// Builds the client (TLS through rustls with ring, the system's root certificates).
+    pub fn new(settings: HttpSettings) -> Result<Self, ClientError> {
+        // reqwest is built without a TLS provider of its own; ring is ours. Err means one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("taskq-worker/", env!("CARGO_PKG_VERSION")))
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+            .redirect(Policy::limited(settings.max_redirects))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(ClientError)?;
+        Ok(Self { client, settings })
+    }
+
+    /// The limits.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// One GET: follows redirects, streams the body through SHA-256 and stops as soon as it exceeds the
+    /// size limit, so a huge body never sits in memory.
+    pub async fn fetch(&self, url: &str) -> Result<Fetched, FetchError> {
+        let mut response = self
+            .client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.classify(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::Status(status));
+        }
+        let limit = self.settings.max_body_bytes;
+        if let Some(declared) = response.content_length().filter(|n| *n > limit) {
+            return Err(FetchError::TooLarge {
+                limit,
+                declared: Some(declared),
+            });
+        }
+        let final_url = response.url().to_string();
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.classify(e))? {
+            bytes += chunk.len() as u64;
+            if bytes > limit {
+                return Err(FetchError::TooLarge {
+                    limit,
+                    declared: None,
+                });
+            }
+            hasher.update(&chunk);
+        }
+        Ok(Fetched {
+            final_url,
+            status: status.as_u16(),
+            bytes,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    fn classify(&self, error: reqwest::Error) -> FetchError {
+        if error.is_timeout() {
+            return FetchError::Timeout(self.settings.timeout);
+        }
+        if error.is_redirect() {
+            return FetchError::TooManyRedirects(self.settings.max_redirects);
+        }
+        let connect = error.is_connect();
+        let error = error.without_url();
+        let detail = describe(&error);
+        if connect {
+            if refused(&error) {
+                return FetchError::Refused;
+            }
+            // hyper-util reports failed name resolution as "dns error"; the resolver's own words are last.
+            if detail.contains("dns error") {
+                return FetchError::Dns(root_cause(&error));
+            }
+            return FetchError::Connect(detail);
+        }
+        FetchError::Other(detail)
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return true;
+            }
+        }
+        source = cause.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(FetchError::Refused.is_transient());
+        assert!(FetchError::Timeout(Duration::from_secs(1)).is_transient());
+        assert!(FetchError::Status(StatusCode::SERVICE_UNAVAILABLE).is_transient());
+        assert!(!FetchError::Status(StatusCode::NOT_FOUND).is_transient());
+        assert!(!FetchError::Dns("x".into()).is_transient());
+        assert!(!FetchError::TooManyRedirects(3).is_transient());
+        let too_large = FetchError::TooLarge {
+            limit: 10,
+            declared: Some(20),
+        };
+        assert!(!too_large.is_transient());
+        assert_eq!(
+            too_large.to_string(),
+            "the body is larger than 10 bytes (the server announced 20); raise --max-body-bytes to accept it"
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! The worker: consumes task chunks from two lanes, runs CPU chunks on a local thread pool and I/O chunks
+//! (downloads) as bounded async tasks, publishes each chunk's result (confirmed by the broker) and only
+//! then acknowledges the task.
+//!
+//! - [`settings`]: the command line and validated settings.
+//! - [`session`]: the lanes' connections: declare, consume, handle deliveries, stop gracefully.
+//! - [`handler`]: what happens to one delivery.
+//! - [`pool`]: the CPU thread pool.
+//! - [`io_lane`]: the I/O lane's bounded concurrency; [`http`]: its HTTP client and limits.
+//! - [`prefetch`]: adapting the prefetch to what chunks cost.
+//! - [`tasks`]: how each task kind runs.
+
+pub mod handler;
+pub mod http;
+pub mod io_lane;
+pub mod pool;
+pub mod prefetch;
+pub mod session;
+pub mod settings;
+pub mod tasks;
+
+use taskq_common::broker::BrokerError;
+use taskq_common::connect;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::{ClientError, HttpClient};
+use crate::io_lane::IoLane;
+use crate::pool::CpuPool;
+use crate::session::Session;
+use crate::settings::Settings;
+
+/// Why the worker stopped other than by request.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The thread pool could not be created.
+    #[error("cannot start {threads} CPU threads: {source}. Lower --cpu-threads")]
+    Pool {
+        /// Threads asked for.
+        threads: usize,
+        /// Why it failed.
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// The HTTP client for downloads could not be built.
+    #[error(transparent)]
+    Http(#[from] ClientError),
+    /// The broker refused something reconnecting cannot fix.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// Runs the worker until `shutdown` fires, reconnecting with backoff whenever the broker goes away.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let pool = CpuPool::new(settings.cpu_threads, shutdown.clone()).map_err(|source| {
+        WorkerError::Pool {
+            threads: settings.cpu_threads,
+            source,
+        }
+    })?;
+    let pool = std::sync::Arc::new(pool);
+    let http = HttpClient::new(settings.http.clone())?;
+    let io = std::sync::Arc::new(IoLane::new(http, usize::from(settings.io_concurrency)));
+    tracing::info!(
+        worker = %settings.worker_id,
+        cpu_threads = pool.threads(),
+        prefetch = ?settings.prefetch,
+        io_concurrency = io.concurrency(),
+        "worker starting"
+    );
+    let Some(store) = connect::store_until_up(&settings.connection, &shutdown).await else {
+        return Ok(());
+    };
+    connect::run_sessions(
+        &shutdown,
+        || Session::open(&settings, pool.clone(), io.clone(), store.clone()),
+        |session| session.run(&shutdown),
+    )
+    .await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! `worker` binary: parses arguments and hands over to [`worker::run`] until a stop signal.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use worker::settings::Cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let log = cli.log.clone();
+    taskq_common::service::main(&log, cli.into_settings(), worker::run).await
+}
