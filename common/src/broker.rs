@@ -47,6 +47,12 @@ pub enum BrokerError {
         /// The underlying error.
         source: lapin::Error,
     },
+    /// The connection failed while nothing was waiting on it (noticed by [`crate::connection_watch`]).
+    #[error("RabbitMQ connection lost: {reason}")]
+    ConnectionLost {
+        /// What lapin reported.
+        reason: String,
+    },
     /// The broker ended a consumer: the queue was deleted or the broker is going down.
     #[error(
         "RabbitMQ stopped delivering from '{queue}' (queue deleted, or the broker is restarting)"

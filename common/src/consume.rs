@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::BrokerError;
+use crate::connection_watch::ConnectionWatch;
 
 /// A consumer of one queue, on its own channel.
 pub struct Consuming {
@@ -26,11 +27,15 @@ pub struct Consuming {
     pub consumer: Consumer,
     /// The queue, for messages.
     pub queue: String,
+    /// Ends the loop when the connection fails, even if the consumer's stream does not.
+    pub watch: ConnectionWatch,
 }
 
 impl Consuming {
     /// Spawns `handle(delivery)` for each delivery until `shutdown` fires (`Ok`) or the connection fails
-    /// (`Err`: the caller reconnects). Either way, handlers already running get `drain_timeout` to finish.
+    /// (`Err`: the caller reconnects). On a stop, handlers already running get `drain_timeout` to finish.
+    /// On a failed connection they are not waited for: they can no longer ack, the broker requeues their
+    /// messages, and reconnecting at once is what keeps the worker from stalling.
     ///
     /// Each value from `prefetch_changes` becomes the new prefetch. RabbitMQ applies a prefetch only to
     /// consumers started after it is set, so a change starts a new consumer and cancels the old one, whose
@@ -56,6 +61,7 @@ impl Consuming {
         let outcome = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break Ok(()),
+                error = self.watch.lost() => break Err(error),
                 next = consumers.next() => match next {
                     Some(Ok(delivery)) => {
                         in_flight.spawn(handle(delivery));
@@ -91,7 +97,14 @@ impl Consuming {
             }
         }
         in_flight.close();
-        if tokio::time::timeout(drain_timeout, in_flight.wait())
+        if outcome.is_err() {
+            if !in_flight.is_empty() {
+                tracing::info!(
+                    in_flight = in_flight.len(),
+                    "connection lost with messages in flight; the broker returns them to the queue"
+                );
+            }
+        } else if tokio::time::timeout(drain_timeout, in_flight.wait())
             .await
             .is_err()
         {

@@ -16,7 +16,8 @@
 //! - [`topology`]: every queue and Redis key name, and their declaration.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`store`]: job state in Redis.
-//! - [`consume`]: the consuming loop with graceful drain.
+//! - [`consume`]: the consuming loop with graceful drain; [`connection_watch`] ends it when the
+//!   connection fails.
 //! - [`connect`]: start-up retry with backoff for services that are not up yet.
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
 //!   starts and ends.
@@ -24,6 +25,7 @@
 pub mod broker;
 pub mod config;
 pub mod connect;
+pub mod connection_watch;
 pub mod consume;
 pub mod envelope;
 pub mod job;

@@ -88,6 +88,7 @@ if status == 'completed' then
   return {0, 0}
 end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total_chunks'))
+redis.call('HDEL', KEYS[3], ARGV[1])
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
   local done = tonumber(redis.call('HGET', KEYS[1], 'chunks_done'))
@@ -232,8 +233,10 @@ impl JobStore {
         Ok(())
     }
 
-    /// Reads a job's status and records that a run of `chunk` starts, in one round trip; [`JobStore::end_run`]
-    /// records that it ended. Runs that started and never ended are how workers recognise a chunk that
+    /// Reads a job's status and records that a run of `chunk` starts, in one round trip. A run ends when
+    /// the consumer records the chunk's result ([`JobStore::record_result`] clears the count, which saves
+    /// the worker a round trip per chunk), or when the worker calls [`JobStore::end_run`] because the run
+    /// failed or never started. Runs that started and never ended are how workers recognise a chunk that
     /// keeps killing them, on every broker version (RabbitMQ 4.3 and later no longer count a delivery whose
     /// consumer died towards a quorum queue's delivery limit). Chunks that merely waited, or awaited a
     /// confirm, when their worker died are not counted.
@@ -296,7 +299,8 @@ impl JobStore {
             })
     }
 
-    /// Stores a chunk's result and counts it, unless that chunk was recorded before.
+    /// Stores a chunk's result and counts it, unless that chunk was recorded before. Either way the chunk's
+    /// runs count as finished (see [`JobStore::claim_run`]).
     pub async fn record_result(
         &self,
         job: JobId,
@@ -309,6 +313,7 @@ impl JobStore {
             .record_result
             .key(self.topology.job_key(job))
             .key(self.topology.job_results_key(job))
+            .key(self.topology.job_runs_key(job))
             .arg(chunk)
             .arg(result)
             .arg(items)

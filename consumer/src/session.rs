@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use taskq_common::broker::{self, BrokerError, Publisher};
+use taskq_common::connection_watch::ConnectionWatch;
 use taskq_common::consume::Consuming;
 use taskq_common::store::JobStore;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,7 @@ impl Session {
         });
         Ok(Self {
             consuming: Consuming {
+                watch: ConnectionWatch::new(&connection),
                 connection: Some(connection),
                 channel,
                 consumer,

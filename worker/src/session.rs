@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use lapin::Connection;
 use taskq_common::broker::{self, BrokerError, Publisher};
+use taskq_common::connection_watch::ConnectionWatch;
 use taskq_common::consume::Consuming;
 use taskq_common::store::JobStore;
 use taskq_common::tasks::Lane;
@@ -70,6 +71,7 @@ impl Session {
 
         let url = &settings.connection.amqp_url;
         let connection = broker::connect(url, &format!("worker {worker_id}")).await?;
+        let watch = ConnectionWatch::new(&connection);
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
         topology.declare(publisher.channel()).await?;
         let queue = topology.task_queue(Lane::Cpu);
@@ -90,6 +92,7 @@ impl Session {
                 channel,
                 consumer,
                 queue,
+                watch: watch.clone(),
             },
             context: context(publisher, costs),
             prefetch_changes,
@@ -107,6 +110,7 @@ impl Session {
                 channel,
                 consumer,
                 queue,
+                watch,
             },
             context: context(publisher, None),
             prefetch_changes: None,
