@@ -113,9 +113,11 @@ pub async fn open_channel(connection: &Connection) -> Result<Channel, BrokerErro
 }
 
 /// An outgoing message: where it goes, its body, and the properties that identify it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Outgoing {
-    /// The queue, reached through the default exchange.
+    /// The exchange; empty for the default exchange, which routes straight to the queue named `queue`.
+    pub exchange: String,
+    /// The queue, or with an `exchange`, the routing key.
     pub queue: String,
     /// The encoded message.
     pub body: Vec<u8>,
@@ -125,6 +127,8 @@ pub struct Outgoing {
     pub kind: String,
     /// Extra headers, such as the dead-letter reason.
     pub headers: Vec<(String, String)>,
+    /// How long the message may wait in a queue before it expires (a retry delay).
+    pub expiration: Option<Duration>,
 }
 
 impl Outgoing {
@@ -136,13 +140,17 @@ impl Outgoing {
                 AMQPValue::LongString(LongString::from(value.as_str())),
             );
         }
-        BasicProperties::default()
+        let properties = BasicProperties::default()
             .with_content_type(ShortString::from(CONTENT_TYPE))
             .with_delivery_mode(PERSISTENT)
             .with_message_id(ShortString::from(self.message_id.as_str()))
             .with_type(ShortString::from(self.kind.as_str()))
             .with_timestamp(crate::job::now_ms() / 1000)
-            .with_headers(headers)
+            .with_headers(headers);
+        match self.expiration {
+            Some(ttl) => properties.with_expiration(ShortString::from(ttl.as_millis().to_string())),
+            None => properties,
+        }
     }
 }
 
@@ -167,7 +175,7 @@ impl Publisher {
         let confirm = self
             .channel
             .basic_publish(
-                ShortString::from(""),
+                ShortString::from(message.exchange.as_str()),
                 ShortString::from(message.queue.as_str()),
                 // Mandatory: a message no queue takes comes back instead of vanishing.
                 BasicPublishOptions {
@@ -315,6 +323,17 @@ pub async fn consume(
     Ok((channel, consumer))
 }
 
+/// Why and by whom a message is dead-lettered; travels in its headers.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetter<'a> {
+    /// What went wrong ([`crate::topology::REASON_HEADER`]).
+    pub reason: &'a str,
+    /// The worker or consumer that gave up on it ([`crate::topology::WORKER_HEADER`]).
+    pub refused_by: &'a str,
+    /// How many times the task ran, when known ([`crate::topology::ATTEMPTS_HEADER`]).
+    pub attempts: Option<u32>,
+}
+
 /// Moves a message that can never be processed to the dead-letter queue: publishes a copy with the reason
 /// in a header, and acknowledges the original only once the copy is confirmed, so nothing is lost in
 /// between. If the copy fails, the original goes back to its queue.
@@ -322,14 +341,13 @@ pub async fn quarantine(
     publisher: &Publisher,
     dead_queue: &str,
     delivery: &lapin::message::Delivery,
-    reason: &str,
-    refused_by: &str,
+    letter: &DeadLetter<'_>,
 ) {
     tracing::warn!(
-        reason,
+        reason = letter.reason,
         "refusing message: moving it to the dead-letter queue"
     );
-    match dead_letter_copy(publisher, dead_queue, delivery, reason, refused_by).await {
+    match dead_letter_copy(publisher, dead_queue, delivery, letter).await {
         Ok(()) => ack(delivery).await,
         Err(error) => {
             tracing::warn!("dead-lettering failed ({error}); the message goes back to its queue");
@@ -342,34 +360,28 @@ async fn dead_letter_copy(
     publisher: &Publisher,
     dead_queue: &str,
     delivery: &lapin::message::Delivery,
-    reason: &str,
-    refused_by: &str,
+    letter: &DeadLetter<'_>,
 ) -> Result<(), BrokerError> {
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|id| id.to_string())
-        .unwrap_or_default();
-    let kind = delivery
-        .properties
-        .kind()
-        .as_ref()
-        .map(|k| k.to_string())
-        .unwrap_or_default();
+    use crate::topology::{ATTEMPTS_HEADER, REASON_HEADER, SOURCE_QUEUE_HEADER, WORKER_HEADER};
+    let property = |value: Option<&ShortString>| value.map(|v| v.to_string()).unwrap_or_default();
+    let mut headers = vec![
+        (REASON_HEADER.to_owned(), letter.reason.to_owned()),
+        (WORKER_HEADER.to_owned(), letter.refused_by.to_owned()),
+        (
+            SOURCE_QUEUE_HEADER.to_owned(),
+            delivery.routing_key.to_string(),
+        ),
+    ];
+    if let Some(attempts) = letter.attempts {
+        headers.push((ATTEMPTS_HEADER.to_owned(), attempts.to_string()));
+    }
     let outgoing = Outgoing {
         queue: dead_queue.to_owned(),
         body: delivery.data.clone(),
-        message_id,
-        kind,
-        headers: vec![
-            (crate::topology::REASON_HEADER.to_owned(), reason.to_owned()),
-            ("x-taskq-refused-by".to_owned(), refused_by.to_owned()),
-            (
-                "x-taskq-source-queue".to_owned(),
-                delivery.routing_key.to_string(),
-            ),
-        ],
+        message_id: property(delivery.properties.message_id().as_ref()),
+        kind: property(delivery.properties.kind().as_ref()),
+        headers,
+        ..Outgoing::default()
     };
     publisher.publish(&outgoing).await
 }

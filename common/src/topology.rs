@@ -4,15 +4,22 @@
 //! - `taskq.tasks.cpu`: chunks waiting for a worker's thread pool;
 //! - `taskq.tasks.io`: chunks waiting for a worker's I/O lane (downloads);
 //! - `taskq.results`: chunk results waiting for the consumer;
-//! - `taskq.dead`: messages refused for good (undecodable, unknown kind, redelivered too often),
-//!   each with the reason in its `x-taskq-reason` header.
+//! - `taskq.dead`: messages refused for good (undecodable, unknown kind, redelivered too often, failed
+//!   after every retry), each with the reason in its `x-taskq-reason` header;
+//! - `taskq.retry.1s` .. `taskq.retry.256s`: chunks waiting out a retry delay (their exchanges have the
+//!   same names). Each message expires after its own jittered delay and the broker dead-letters it back to
+//!   the task queue it came from, so a waiting retry costs no worker memory and survives worker restarts.
 //!
-//! All are quorum queues: durable, replicated when the broker is a cluster, and with a delivery limit
-//! so a message that keeps killing its consumer is dead-lettered instead of looping forever.
+//! Task, result and retry queues are quorum queues: durable, replicated when the broker is a cluster, and
+//! with a delivery limit so a message that keeps killing its consumer is dead-lettered instead of looping
+//! forever. The dead-letter queue is a classic durable queue: `producer dlq list` returns what it reads,
+//! and a quorum queue would count each look as a delivery (RabbitMQ 4 drops messages past 20).
 
-use lapin::options::QueueDeclareOptions;
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::Channel;
+use lapin::{Channel, ExchangeKind};
 
 use crate::broker::BrokerError;
 use crate::job::JobId;
@@ -21,8 +28,28 @@ use crate::tasks::Lane;
 /// How often a task may be delivered before the broker dead-letters it (it kept killing workers).
 pub const DELIVERY_LIMIT: i64 = 6;
 
-/// The header that carries why a message was dead-lettered.
+/// The header that carries why a message was dead-lettered (for a failed task, its last error).
 pub const REASON_HEADER: &str = "x-taskq-reason";
+
+/// The header that carries how many times a dead-lettered task ran.
+pub const ATTEMPTS_HEADER: &str = "x-taskq-attempts";
+
+/// The header that names the worker that dead-lettered a message.
+pub const WORKER_HEADER: &str = "x-taskq-refused-by";
+
+/// The header that names the queue a dead-lettered message came from.
+pub const SOURCE_QUEUE_HEADER: &str = "x-taskq-source-queue";
+
+/// The retry delays the broker can hold a chunk for, shortest first. Retry `r` waits in level
+/// `min(r - 1, last)`, for a jittered time between the level's delay and twice it (see
+/// [`Topology::retry_exchange`]).
+pub const RETRY_DELAYS: [Duration; 5] = [
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+    Duration::from_secs(16),
+    Duration::from_secs(64),
+    Duration::from_secs(256),
+];
 
 /// The names of one deployment's queues and keys, derived from its prefix.
 #[derive(Debug, Clone)]
@@ -61,14 +88,30 @@ impl Topology {
         format!("{}.dead", self.prefix)
     }
 
+    /// The fanout exchange a chunk is published to, with its task queue as routing key, to wait out a
+    /// retry delay of `RETRY_DELAYS[level]`; its queue has the same name.
+    pub fn retry_exchange(&self, level: usize) -> String {
+        let delay = RETRY_DELAYS[level.min(RETRY_DELAYS.len() - 1)];
+        format!("{}.retry.{}s", self.prefix, delay.as_secs())
+    }
+
     /// Every queue, in declaration order.
     pub fn queues(&self) -> Vec<String> {
-        vec![
+        let mut queues = vec![
             self.dead_queue(),
             self.task_queue(Lane::Cpu),
             self.task_queue(Lane::Io),
             self.results_queue(),
-        ]
+        ];
+        queues.extend(self.exchanges());
+        queues
+    }
+
+    /// Every exchange other than the default one: the retry levels' (each has a queue of its name too).
+    pub fn exchanges(&self) -> Vec<String> {
+        (0..RETRY_DELAYS.len())
+            .map(|level| self.retry_exchange(level))
+            .collect()
     }
 
     /// The Redis hash holding a job's record and progress counters.
@@ -91,9 +134,11 @@ impl Topology {
         format!("{}:*", self.prefix)
     }
 
-    /// Declares every queue. Idempotent: every binary calls it at start.
+    /// Declares every queue and exchange. Idempotent: every binary calls it at start.
     pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
-        declare_queue(channel, &self.dead_queue(), quorum_args()).await?;
+        let mut classic = FieldTable::default();
+        classic.insert(ShortString::from("x-queue-type"), string("classic"));
+        declare_queue(channel, &self.dead_queue(), classic).await?;
         let mut to_dead = quorum_args();
         to_dead.insert(ShortString::from("x-dead-letter-exchange"), string(""));
         to_dead.insert(
@@ -106,7 +151,52 @@ impl Topology {
         );
         declare_queue(channel, &self.task_queue(Lane::Cpu), to_dead.clone()).await?;
         declare_queue(channel, &self.task_queue(Lane::Io), to_dead.clone()).await?;
-        declare_queue(channel, &self.results_queue(), to_dead).await
+        declare_queue(channel, &self.results_queue(), to_dead).await?;
+        for level in 0..RETRY_DELAYS.len() {
+            self.declare_retry_level(channel, &self.retry_exchange(level))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A retry level: a fanout exchange and its queue, whose expired messages the broker dead-letters
+    /// through the default exchange with their own routing key, which is their task queue. At-least-once
+    /// dead-lettering (RabbitMQ 3.10 and later) keeps a message until its task queue confirmed it.
+    async fn declare_retry_level(&self, channel: &Channel, name: &str) -> Result<(), BrokerError> {
+        let mut args = quorum_args();
+        args.insert(ShortString::from("x-dead-letter-exchange"), string(""));
+        args.insert(
+            ShortString::from("x-dead-letter-strategy"),
+            string("at-least-once"),
+        );
+        args.insert(ShortString::from("x-overflow"), string("reject-publish"));
+        declare_queue(channel, name, args).await?;
+        let declare_error = |source| BrokerError::Declare {
+            queue: name.to_owned(),
+            source,
+        };
+        channel
+            .exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(declare_error)?;
+        channel
+            .queue_bind(
+                name.into(),
+                name.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(declare_error)
     }
 }
 
@@ -143,6 +233,8 @@ mod tests {
         assert!(topology.queues().contains(&"demo.tasks.io".to_owned()));
         assert_eq!(topology.results_queue(), "demo.results");
         assert_eq!(topology.dead_queue(), "demo.dead");
+        assert_eq!(topology.retry_exchange(0), "demo.retry.1s");
+        assert_eq!(topology.retry_exchange(99), "demo.retry.256s");
         let job = JobId::new();
         assert_eq!(topology.job_key(job), format!("demo:job:{job}"));
         assert!(topology

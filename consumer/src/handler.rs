@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use lapin::message::Delivery;
-use taskq_common::broker::{self, Publisher};
+use taskq_common::broker::{self, DeadLetter, Publisher};
 use taskq_common::envelope::{self, ResultMessage};
 use taskq_common::store::{JobStore, Recorded};
 use tracing::Instrument;
@@ -106,12 +106,10 @@ async fn record(context: &Context, delivery: &Delivery, result: ResultMessage) {
 
 async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
     let dead_queue = context.store.topology().dead_queue();
-    broker::quarantine(
-        &context.publisher,
-        &dead_queue,
-        delivery,
+    let letter = DeadLetter {
         reason,
-        &context.consumer_id,
-    )
-    .await
+        refused_by: &context.consumer_id,
+        attempts: None,
+    };
+    broker::quarantine(&context.publisher, &dead_queue, delivery, &letter).await
 }

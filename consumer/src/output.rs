@@ -5,7 +5,9 @@ use std::io::Write;
 
 use serde::Serialize;
 use taskq_common::envelope::{decode_payload, DecodeError};
-use taskq_common::tasks::{Download, ResultPayload, Square, SumSquares, TaskKind, TestAbort};
+use taskq_common::tasks::{
+    Download, ResultPayload, Square, SumSquares, TaskKind, TestAbort, TestFlaky,
+};
 
 /// Jobs with at most this many items carry their results in the summary, so `producer wait` shows them.
 pub const INLINE_RESULTS_MAX: u64 = 1000;
@@ -92,6 +94,7 @@ pub fn consolidator(kind: &str, total_items: u64) -> Option<Box<dyn Consolidator
         SumSquares::NAME => Some(typed::<SumSquares>(total_items)),
         Square::NAME => Some(typed::<Square>(total_items)),
         TestAbort::NAME => Some(typed::<TestAbort>(total_items)),
+        TestFlaky::NAME => Some(typed::<TestFlaky>(total_items)),
         Download::NAME => Some(typed::<Download>(total_items)),
         _ => None,
     }

@@ -50,6 +50,42 @@ pub enum Command {
         #[arg(long)]
         timeout: Option<u64>,
     },
+    /// Look at, run again, or drop the messages in the dead-letter queue (<prefix>.dead).
+    Dlq {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+/// What `dlq` does.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Print dead letters as JSON (reason, attempts, worker, job, chunk); they stay in the queue.
+    List {
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<JobId>,
+        /// Print at most this many, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Run dead chunks again: each original job's dead chunks become a new job (its output keeps the
+    /// original item indices). Prints the new job ids; removes the chunks from the queue once enqueued.
+    Replay {
+        /// Only this job's.
+        #[arg(long)]
+        job: Option<JobId>,
+        /// Wait for the new jobs and print their summaries.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Delete dead letters for good; prints how many.
+    Purge {
+        /// Only this job's (others stay).
+        #[arg(long)]
+        job: Option<JobId>,
+    },
 }
 
 /// A job to submit: its kind and data.

@@ -5,8 +5,10 @@
 //! - [`input`], [`urls`], [`prepare`]: from what the user typed to task messages, before any connection.
 //! - [`submit`]: recording and publishing a job, all or nothing.
 //! - [`follow`]: `status` and `wait`.
+//! - [`dlq`]: `dlq list | replay | purge`.
 
 pub mod cli;
+pub mod dlq;
 pub mod follow;
 pub mod input;
 pub mod prepare;
@@ -21,7 +23,7 @@ use taskq_common::store::{JobStore, StoreError};
 use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DlqAction};
 
 /// Why a producer command did not succeed. [`ProducerError::exit_code`] maps each to the process exit code.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +118,74 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerEr
             let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
             wait_and_print(&store, job, timeout, &shutdown).await
         }
+        Command::Dlq { action } => {
+            let letters = dlq::DeadLetters::open(&cli.connection.amqp_url, &topology).await?;
+            match action {
+                DlqAction::List { job, limit } => {
+                    print_json(&dlq::list(letters, job, limit).await?);
+                    Ok(())
+                }
+                DlqAction::Purge { job } => {
+                    let purged = dlq::purge(letters, job).await?;
+                    print_json(&serde_json::json!({ "purged": purged }));
+                    Ok(())
+                }
+                DlqAction::Replay { job, wait } => {
+                    let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
+                    replay(
+                        &cli.connection.amqp_url,
+                        &store,
+                        letters,
+                        job,
+                        wait,
+                        &shutdown,
+                    )
+                    .await
+                }
+            }
+        }
     }
+}
+
+async fn replay(
+    amqp_url: &str,
+    store: &JobStore,
+    letters: dlq::DeadLetters,
+    job: Option<JobId>,
+    wait: bool,
+    shutdown: &CancellationToken,
+) -> Result<(), ProducerError> {
+    let replays = dlq::replays(&letters, job, store.topology()).await?;
+    let mut submitted = Vec::with_capacity(replays.len());
+    for dlq::Replay {
+        original,
+        prepared,
+        letters: taken,
+    } in replays
+    {
+        let (chunks, items) = (prepared.spec.total_chunks, prepared.spec.total_items);
+        let id = submit::submit(amqp_url, store, prepared, shutdown).await?;
+        taken.acknowledge().await?;
+        tracing::info!(%original, replay = %id, chunks, "dead chunks replayed as a new job");
+        submitted.push((original, id, chunks, items));
+    }
+    dlq::finish(letters).await;
+    let mut report = Vec::with_capacity(submitted.len());
+    for (original, id, chunks, items) in submitted {
+        let mut entry = serde_json::json!({
+            "replay_of": original.to_string(),
+            "job_id": id.to_string(),
+            "chunks": chunks,
+            "items": items,
+        });
+        if wait {
+            let state = follow::wait(store, id, None, shutdown).await?;
+            entry["summary"] = follow::state_json(&state);
+        }
+        report.push(entry);
+    }
+    print_json(&serde_json::Value::Array(report));
+    Ok(())
 }
 
 async fn wait_and_print(

@@ -121,7 +121,7 @@ fn build<K: TaskKind>(
             body: encode(&task),
             message_id: format!("{id}/{task_id}"),
             kind: K::NAME.to_owned(),
-            headers: Vec::new(),
+            ..Outgoing::default()
         });
         first_index += count;
     }

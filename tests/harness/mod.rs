@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use taskq_common::broker::{self, Outgoing, Publisher};
+use taskq_common::envelope::{encode, TaskMessage};
 use taskq_common::job::{now_ms, JobId, JobSpec};
 use taskq_common::store::JobStore;
+use taskq_common::tasks::{Lane, TaskPayload};
 use taskq_common::topology::Topology;
 
 /// The broker the tests use (`TASKQ_TEST_AMQP_URL`, default local guest).
@@ -250,6 +252,37 @@ impl Deployment {
         let _ = connection.close(200, "done".into()).await;
     }
 
+    /// A task message for the CPU queue, built by hand: `kind`, wire `version` and `payload` as given.
+    pub fn task(
+        &self,
+        job: JobId,
+        chunk: u32,
+        kind: &str,
+        version: u16,
+        payload: Vec<u8>,
+    ) -> Outgoing {
+        let body = encode(&TaskMessage {
+            version,
+            job_id: job,
+            task_id: chunk,
+            kind: kind.into(),
+            attempt: 1,
+            payload,
+        });
+        self.raw_task(body)
+    }
+
+    /// A message for the CPU queue with any body.
+    pub fn raw_task(&self, body: Vec<u8>) -> Outgoing {
+        Outgoing {
+            queue: self.topology().task_queue(Lane::Cpu),
+            body,
+            message_id: "hand-made".into(),
+            kind: "square".into(),
+            ..Outgoing::default()
+        }
+    }
+
     /// Submits `square` over 1..=items without waiting; returns the job id.
     pub fn submit_squares(&self, items: u64, chunk_size: u32) -> JobId {
         let values = format!("1..={items}");
@@ -338,6 +371,11 @@ impl Deployment {
                 for queue in topology.queues() {
                     let _ = channel
                         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                for exchange in topology.exchanges() {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
                         .await;
                 }
             }
@@ -498,6 +536,11 @@ pub fn output_lines(summary: &serde_json::Value) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect()
+}
+
+/// An encoded chunk payload of `items`, starting at input position `first_index`.
+pub fn payload<T: serde::Serialize>(first_index: u64, items: Vec<T>) -> Vec<u8> {
+    encode(&TaskPayload { first_index, items })
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `limit`.

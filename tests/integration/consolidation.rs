@@ -28,7 +28,7 @@ fn result(job: JobId, chunk: u32, x: i64) -> Outgoing {
         body: encode(&message),
         message_id: format!("{job}/{chunk}"),
         kind: "square".into(),
-        headers: vec![],
+        ..Outgoing::default()
     }
 }
 

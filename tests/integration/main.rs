@@ -6,3 +6,4 @@ mod consolidation;
 mod downloads;
 mod n_workers;
 mod poison;
+mod retries;

@@ -4,12 +4,11 @@
 use std::time::{Duration, Instant};
 
 use taskq_common::broker::Outgoing;
-use taskq_common::envelope::{encode, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::WIRE_VERSION;
 use taskq_common::job::JobId;
-use taskq_common::tasks::{Lane, TaskPayload};
-use taskq_tests::{eventually, Deployment};
+use taskq_common::tasks::Lane;
+use taskq_tests::{eventually, payload, Deployment};
 
-/// A task message for the CPU queue: `kind`, wire `version` and `payload` as given.
 fn task(
     deployment: &Deployment,
     job: JobId,
@@ -17,32 +16,15 @@ fn task(
     version: u16,
     payload: Vec<u8>,
 ) -> Outgoing {
-    let body = encode(&TaskMessage {
-        version,
-        job_id: job,
-        task_id: 0,
-        kind: kind.into(),
-        attempt: 1,
-        payload,
-    });
-    raw(deployment, body)
+    deployment.task(job, 0, kind, version, payload)
 }
 
 fn raw(deployment: &Deployment, body: Vec<u8>) -> Outgoing {
-    Outgoing {
-        queue: deployment.topology().task_queue(Lane::Cpu),
-        body,
-        message_id: "hand-made".into(),
-        kind: "square".into(),
-        headers: vec![],
-    }
+    deployment.raw_task(body)
 }
 
 fn items<T: serde::Serialize>(items: Vec<T>) -> Vec<u8> {
-    encode(&TaskPayload {
-        first_index: 0,
-        items,
-    })
+    payload(0, items)
 }
 
 #[tokio::test]

@@ -10,17 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::message::Delivery;
-use taskq_common::broker::{self, BrokerError, Outgoing, Publisher};
+use taskq_common::broker::{self, BrokerError, DeadLetter, Outgoing, Publisher};
 use taskq_common::envelope::{self, ResultMessage, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobStatus;
 use taskq_common::store::{Claim, JobStore};
-use taskq_common::tasks::{TaskKind, TestAbort};
-use taskq_common::topology::Topology;
+use taskq_common::tasks::TEST_ONLY_KINDS;
+use taskq_common::topology::{Topology, REASON_HEADER, RETRY_DELAYS};
 use tracing::Instrument;
 
 use crate::io_lane::IoLane;
 use crate::pool::{CpuPool, Permit, PoolOutcome};
-use crate::tasks::{self, ChunkOutput, CpuRunner, IoRunner, Runner};
+use crate::tasks::{self, ChunkOutput, ChunkRun, CpuRunner, IoRunner, Runner};
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
 /// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
@@ -45,6 +45,10 @@ pub struct Context {
     pub store: JobStore,
     /// Whether test-only kinds (which kill the worker) may run.
     pub test_kinds: bool,
+    /// Retries of a chunk after transient task failures.
+    pub max_retries: u32,
+    /// How long a CPU chunk may run before its remaining items fail.
+    pub chunk_time_limit: Duration,
     /// Where finished chunks report what they cost, for the adaptive prefetch.
     pub costs: Option<tokio::sync::mpsc::UnboundedSender<ChunkCost>>,
 }
@@ -78,18 +82,19 @@ pub async fn handle(context: Arc<Context>, delivery: Delivery) {
             }
             run_task(&context, &delivery, task).instrument(span).await;
         }
-        Err(reason) => refuse(&context, &delivery, &reason.to_string()).await,
+        Err(reason) => refuse(&context, &delivery, &reason.to_string(), None).await,
     }
 }
 
-async fn run_task(context: &Context, delivery: &Delivery, mut task: TaskMessage) {
-    if task.kind == TestAbort::NAME && !context.test_kinds {
+async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
+    let attempts = Some(task.attempt);
+    if TEST_ONLY_KINDS.contains(&task.kind.as_str()) && !context.test_kinds {
         let reason = "test-only task kind: workers run it only with --enable-test-kinds";
-        return refuse(context, delivery, reason).await;
+        return refuse(context, delivery, reason, attempts).await;
     }
     let Some(runner) = tasks::runner(&task.kind) else {
         let reason = envelope::DecodeError::UnknownKind(task.kind.clone());
-        return refuse(context, delivery, &reason.to_string()).await;
+        return refuse(context, delivery, &reason.to_string(), attempts).await;
     };
     // Only a chunk about to run counts as delivered: chunks merely prefetched beside a chunk that kills
     // the worker must not be blamed for its crashes. I/O chunks start at once (their items wait for
@@ -134,20 +139,27 @@ async fn run_task(context: &Context, delivery: &Delivery, mut task: TaskMessage)
                 task.job_id,
                 context.topology.prefix()
             );
-            return refuse(context, delivery, &reason).await;
+            return refuse(context, delivery, &reason, attempts).await;
         }
         Err(error) => {
             tracing::warn!("{error}; the chunk goes back to the queue");
             return broker::requeue_after(delivery, RETRY_DELAY).await;
         }
     }
-    let payload = std::mem::take(&mut task.payload);
+    // A copy runs; the message stays whole for a retry.
+    let payload = task.payload.clone();
     let status_checked = received.elapsed();
     let outcome = match ready {
         Ready::Cpu(run, permit) => {
+            let (attempt, time_limit) = (task.attempt, context.chunk_time_limit);
             let timed = move || {
                 let started = std::time::Instant::now();
-                (run(&payload), started.elapsed())
+                let chunk = ChunkRun {
+                    attempt,
+                    deadline: started + time_limit,
+                    time_limit,
+                };
+                (run(&payload, &chunk), started.elapsed())
             };
             match context.pool.run(permit, timed).await {
                 PoolOutcome::Done((Ok(output), compute)) => Ok((output, compute)),
@@ -176,17 +188,32 @@ async fn run_task(context: &Context, delivery: &Delivery, mut task: TaskMessage)
         Err(reason) => {
             end_run().await;
             return match reason {
-                Some(reason) => refuse(context, delivery, &reason).await,
+                Some(reason) => refuse(context, delivery, &reason, attempts).await,
                 None => broker::requeue_after(delivery, Duration::ZERO).await,
             };
         }
     };
+    let retry_reason = output.retry_reason.clone();
+    if let Some(reason) = &retry_reason {
+        if task.attempt <= context.max_retries {
+            end_run().await;
+            return retry_later(context, delivery, &task, reason).await;
+        }
+    }
     let (items, failed) = (output.items, output.failed);
     let publishing = std::time::Instant::now();
     // The run's end is recorded by the consumer with its result, not here: one round trip less per chunk.
     match publish_result(context, &task, output).await {
         Ok(()) => {
-            broker::ack(delivery).await;
+            match retry_reason {
+                // Out of retries: the result counts the failures, and a copy of the chunk goes to the
+                // dead-letter queue, where `producer dlq` shows it and can run it again.
+                Some(reason) => {
+                    let reason = format!("failed after {} attempts: {reason}", task.attempt);
+                    refuse(context, delivery, &reason, attempts).await;
+                }
+                None => broker::ack(delivery).await,
+            }
             let published = publishing.elapsed();
             tracing::debug!(
                 items,
@@ -240,7 +267,7 @@ async fn publish_result(
         body: envelope::encode(&result),
         message_id: format!("{}/{}", task.job_id, task.task_id),
         kind: task.kind.clone(),
-        headers: Vec::new(),
+        ..Outgoing::default()
     };
     context.publisher.publish(&outgoing).await
 }
@@ -257,17 +284,49 @@ async fn give_up(context: &Context, delivery: &Delivery, task: &TaskMessage, rea
             return broker::requeue_after(delivery, RETRY_DELAY).await;
         }
     }
-    refuse(context, delivery, reason).await
+    refuse(context, delivery, reason, Some(task.attempt)).await
 }
 
-async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
+/// Sends the chunk back for another attempt after a delay the broker keeps: a copy with the attempt
+/// counted up goes to the retry level's exchange, expiring after the delay into its task queue, and the
+/// original is acknowledged once the copy is confirmed. If the copy fails, the original goes back to its
+/// queue as it is, so nothing is lost.
+async fn retry_later(context: &Context, delivery: &Delivery, task: &TaskMessage, reason: &str) {
+    let level = (task.attempt.max(1) as usize - 1).min(RETRY_DELAYS.len() - 1);
+    // Jitter: anywhere between the level's delay and twice it, so retries of many chunks spread out.
+    let delay = RETRY_DELAYS[level].mul_f64(1.0 + rand::random::<f64>());
+    tracing::info!(reason, retry_in = ?delay, "task failed; retrying later");
+    let sent = async {
+        let next = TaskMessage {
+            attempt: task.attempt + 1,
+            ..task.clone()
+        };
+        let outgoing = Outgoing {
+            exchange: context.topology.retry_exchange(level),
+            queue: delivery.routing_key.to_string(),
+            body: envelope::encode(&next),
+            message_id: format!("{}/{}", next.job_id, next.task_id),
+            kind: next.kind.clone(),
+            headers: vec![(REASON_HEADER.to_owned(), reason.to_owned())],
+            expiration: Some(delay),
+        };
+        context.publisher.publish(&outgoing).await
+    };
+    match sent.await {
+        Ok(()) => broker::ack(delivery).await,
+        Err(error) => {
+            tracing::warn!("retry not scheduled ({error}); the chunk goes back to the queue");
+            broker::requeue_after(delivery, RETRY_DELAY).await
+        }
+    }
+}
+
+async fn refuse(context: &Context, delivery: &Delivery, reason: &str, attempts: Option<u32>) {
     let dead_queue = context.topology.dead_queue();
-    broker::quarantine(
-        &context.publisher,
-        &dead_queue,
-        delivery,
+    let letter = DeadLetter {
         reason,
-        &context.worker_id,
-    )
-    .await
+        refused_by: &context.worker_id,
+        attempts,
+    };
+    broker::quarantine(&context.publisher, &dead_queue, delivery, &letter).await
 }

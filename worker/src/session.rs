@@ -65,6 +65,8 @@ impl Session {
                 worker_id: worker_id.clone(),
                 store: store.clone(),
                 test_kinds: settings.enable_test_kinds,
+                max_retries: settings.max_retries,
+                chunk_time_limit: settings.chunk_time_limit,
                 costs,
             })
         };

@@ -67,6 +67,20 @@ pub struct Cli {
     /// exponential backoff from 200 ms and jitter. HTTP 4xx, DNS failures and oversized bodies are final.
     #[arg(long, env = "TASKQ_DOWNLOAD_RETRIES", default_value_t = 2)]
     pub download_retries: usize,
+
+    /// Retries of a chunk whose task failed in a way a later attempt may fix (a transient error, a
+    /// panic). The broker holds each retry for 1-2 s, then 4-8 s, 16-32 s, 64-128 s, 256-512 s (doubling
+    /// levels of four, with jitter); a chunk still failing after them goes to the dead-letter queue with its
+    /// error, attempts and this worker's id, and its failed items count in the job's summary.
+    #[arg(long, env = "TASKQ_MAX_RETRIES", default_value_t = 3)]
+    pub max_retries: u32,
+
+    /// Seconds a CPU chunk may run. Items not started by then fail ("reached its time limit"), so the chunk
+    /// is acknowledged before RabbitMQ's consumer ack timeout (`consumer_timeout`, 30 min by default) and
+    /// is never redelivered in a loop. Keep it below that timeout; an item that alone runs longer needs the
+    /// broker's timeout raised (see the README).
+    #[arg(long, env = "TASKQ_CHUNK_TIME_LIMIT", default_value_t = 20 * 60)]
+    pub chunk_time_limit: u64,
 }
 
 /// How the worker's prefetch is chosen.
@@ -107,6 +121,10 @@ pub struct Settings {
     pub io_concurrency: u16,
     /// Download limits.
     pub http: HttpSettings,
+    /// Retries of a chunk after transient task failures.
+    pub max_retries: u32,
+    /// How long a CPU chunk may run before its remaining items fail.
+    pub chunk_time_limit: Duration,
 }
 
 impl Cli {
@@ -150,6 +168,9 @@ impl Cli {
                 self.download_retries
             ));
         }
+        if self.chunk_time_limit == 0 {
+            return Err("--chunk-time-limit 0 would run no items: use 1 second or more".into());
+        }
         let http = HttpSettings {
             timeout: Duration::from_secs_f64(self.http_timeout),
             max_body_bytes: self.max_body_bytes,
@@ -171,6 +192,8 @@ impl Cli {
             enable_test_kinds: self.enable_test_kinds,
             io_concurrency: self.io_concurrency,
             http,
+            max_retries: self.max_retries,
+            chunk_time_limit: Duration::from_secs(self.chunk_time_limit),
         })
     }
 }

@@ -8,11 +8,13 @@ mod download;
 mod square;
 mod sum_squares;
 mod test_abort;
+mod test_flaky;
 
 pub use download::{Download, DownloadOutput, DownloadStats};
 pub use square::Square;
 pub use sum_squares::SumSquares;
 pub use test_abort::TestAbort;
+pub use test_flaky::TestFlaky;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -59,8 +61,12 @@ pub const KINDS: &[(&str, Lane)] = &[
     (SumSquares::NAME, SumSquares::LANE),
     (Square::NAME, Square::LANE),
     (TestAbort::NAME, TestAbort::LANE),
+    (TestFlaky::NAME, TestFlaky::LANE),
     (Download::NAME, Download::LANE),
 ];
+
+/// Kinds that exist only to test failure handling: workers run them only with `--enable-test-kinds`.
+pub const TEST_ONLY_KINDS: &[&str] = &[TestAbort::NAME, TestFlaky::NAME];
 
 /// The lane of a kind, or `None` for a kind this build does not know.
 pub fn lane_of(kind: &str) -> Option<Lane> {

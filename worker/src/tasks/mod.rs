@@ -5,12 +5,14 @@ mod download;
 mod square;
 mod sum_squares;
 mod test_abort;
+mod test_flaky;
 
 pub use sum_squares::sum_of_squares_below;
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -19,6 +21,7 @@ use rayon::prelude::*;
 use taskq_common::envelope::{decode_payload, encode, DecodeError};
 use taskq_common::tasks::{
     Download, ItemOutcome, ResultPayload, Square, SumSquares, TaskKind, TaskPayload, TestAbort,
+    TestFlaky,
 };
 
 use crate::io_lane::IoLane;
@@ -26,8 +29,48 @@ use crate::pool::panic_message;
 
 /// A CPU-bound kind: a synchronous function of one item, run on the thread pool.
 pub trait CpuTask: TaskKind {
-    /// Computes one item. An `Err` is reported as that item's failure, as is a panic.
-    fn run(item: &Self::Item) -> Result<Self::Output, String>;
+    /// Computes one item on the chunk's `attempt`-th run (1 for the first). An `Err` is that item's
+    /// failure and says whether running the chunk again may help; a panic may (it is retried).
+    fn run(item: &Self::Item, attempt: u32) -> Result<Self::Output, TaskError>;
+}
+
+/// Why a CPU task failed, and whether retrying the chunk later may help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskError {
+    /// What went wrong, for the item's output line.
+    pub message: String,
+    /// True when a later attempt may succeed: the worker retries the chunk after a delay.
+    pub retry: bool,
+}
+
+impl TaskError {
+    /// A failure that a later attempt may not repeat (a flaky dependency, a panic).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: true,
+        }
+    }
+
+    /// A failure every attempt would repeat (the input is invalid).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: false,
+        }
+    }
+}
+
+/// How a chunk runs this time.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkRun {
+    /// 1 for the first run, one more for each retry.
+    pub attempt: u32,
+    /// Items not started by then are reported failed, so the chunk is acknowledged before the broker's
+    /// consumer ack timeout (see `--chunk-time-limit`).
+    pub deadline: Instant,
+    /// The limit the deadline came from, for the message.
+    pub time_limit: Duration,
 }
 
 /// An I/O-bound kind: an async function of one item, run on the I/O lane.
@@ -48,10 +91,12 @@ pub struct ChunkOutput {
     pub failed: u32,
     /// The encoded [`ResultPayload`].
     pub payload: Vec<u8>,
+    /// The first failure that running the chunk again may fix; `None` when no item failed that way.
+    pub retry_reason: Option<String>,
 }
 
 /// Runs every item of an encoded chunk. Call from inside the pool (items are spread over its threads).
-pub type CpuRunner = fn(&[u8]) -> Result<ChunkOutput, DecodeError>;
+pub type CpuRunner = fn(&[u8], &ChunkRun) -> Result<ChunkOutput, DecodeError>;
 
 /// Reports every item of an encoded chunk as failed with the given reason, without running any.
 pub type ChunkFailer = fn(&[u8], &str) -> Result<ChunkOutput, DecodeError>;
@@ -75,6 +120,7 @@ pub fn runner(kind: &str) -> Option<Runner> {
         SumSquares::NAME => Some(Runner::Cpu(run_chunk::<SumSquares>)),
         Square::NAME => Some(Runner::Cpu(run_chunk::<Square>)),
         TestAbort::NAME => Some(Runner::Cpu(run_chunk::<TestAbort>)),
+        TestFlaky::NAME => Some(Runner::Cpu(run_chunk::<TestFlaky>)),
         Download::NAME => Some(Runner::Io(|lane, payload| {
             run_io_chunk::<Download>(lane, payload).boxed()
         })),
@@ -111,6 +157,7 @@ pub fn chunk_failer(kind: &str) -> Option<ChunkFailer> {
         SumSquares::NAME => Some(fail_chunk::<SumSquares>),
         Square::NAME => Some(fail_chunk::<Square>),
         TestAbort::NAME => Some(fail_chunk::<TestAbort>),
+        TestFlaky::NAME => Some(fail_chunk::<TestFlaky>),
         Download::NAME => Some(fail_chunk::<Download>),
         _ => None,
     }
@@ -139,20 +186,40 @@ fn chunk_output<I: serde::Serialize, O: serde::Serialize>(
         items: result.items.len() as u32,
         failed: result.failed() as u32,
         payload: encode(&result),
+        retry_reason: None,
     }
 }
 
-fn run_chunk<K: CpuTask>(encoded: &[u8]) -> Result<ChunkOutput, DecodeError> {
+fn run_chunk<K: CpuTask>(encoded: &[u8], run: &ChunkRun) -> Result<ChunkOutput, DecodeError> {
     let payload: TaskPayload<K::Item> = decode_payload(encoded)?;
-    let outcomes: Vec<ItemOutcome<K::Output>> = payload
+    let results: Vec<Result<K::Output, TaskError>> = payload
         .items
         .par_iter()
         .map(|item| {
-            catch_unwind(AssertUnwindSafe(|| K::run(item)))
-                .unwrap_or_else(|panic| Err(panic_message(panic.as_ref())))
+            if Instant::now() >= run.deadline {
+                return Err(TaskError::permanent(format!(
+                    "not run: the chunk reached its time limit of {:?} (--chunk-time-limit); submit \
+                     with a smaller --chunk-size",
+                    run.time_limit
+                )));
+            }
+            catch_unwind(AssertUnwindSafe(|| K::run(item, run.attempt))).unwrap_or_else(|panic| {
+                Err(TaskError::transient(panic_message(panic.as_ref())))
+            })
         })
         .collect();
-    Ok(chunk_output(payload, outcomes))
+    let retry_reason = results.iter().find_map(|result| match result {
+        Err(error) if error.retry => Some(error.message.clone()),
+        _ => None,
+    });
+    let outcomes = results
+        .into_iter()
+        .map(|result| result.map_err(|error| error.message))
+        .collect();
+    Ok(ChunkOutput {
+        retry_reason,
+        ..chunk_output(payload, outcomes)
+    })
 }
 
 #[cfg(test)]
@@ -165,7 +232,7 @@ mod tests {
             first_index: 10,
             items: vec![3i64, i64::MIN, -4],
         });
-        let output = cpu_runner(Square::NAME).unwrap()(&encoded).unwrap();
+        let output = cpu_runner(Square::NAME).unwrap()(&encoded, &first_run()).unwrap();
         assert_eq!((output.items, output.failed), (3, 0));
         let result: ResultPayload<i64, i128> = decode_payload(&output.payload).unwrap();
         assert_eq!(result.first_index, 10);
@@ -198,6 +265,54 @@ mod tests {
             first_index: 0,
             items: vec!["x"],
         });
-        assert!(cpu_runner(SumSquares::NAME).unwrap()(&wrong_type).is_err());
+        assert!(cpu_runner(SumSquares::NAME).unwrap()(&wrong_type, &first_run()).is_err());
+    }
+
+    fn first_run() -> ChunkRun {
+        ChunkRun {
+            attempt: 1,
+            deadline: Instant::now() + Duration::from_secs(60),
+            time_limit: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_transient_failure_asks_for_a_retry_until_an_attempt_succeeds() {
+        let encoded = encode(&TaskPayload {
+            first_index: 0,
+            items: vec![0u32, 2],
+        });
+        let run = cpu_runner(TestFlaky::NAME).unwrap();
+        let first = run(&encoded, &first_run()).unwrap();
+        assert_eq!(first.failed, 1);
+        assert_eq!(first.retry_reason.as_deref(), Some("flaky failure 1 of 2"));
+        let third = run(
+            &encoded,
+            &ChunkRun {
+                attempt: 3,
+                ..first_run()
+            },
+        )
+        .unwrap();
+        assert_eq!((third.failed, third.retry_reason), (0, None));
+    }
+
+    #[test]
+    fn items_not_started_by_the_deadline_fail_for_good_with_a_hint() {
+        let encoded = encode(&TaskPayload {
+            first_index: 0,
+            items: vec![1i64, 2, 3],
+        });
+        let late = ChunkRun {
+            deadline: Instant::now(),
+            ..first_run()
+        };
+        let output = cpu_runner(Square::NAME).unwrap()(&encoded, &late).unwrap();
+        assert_eq!((output.failed, output.retry_reason), (3, None));
+        let result: ResultPayload<i64, i128> = decode_payload(&output.payload).unwrap();
+        assert!(result.outcomes[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("--chunk-size"));
     }
 }

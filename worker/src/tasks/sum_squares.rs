@@ -4,10 +4,10 @@ use std::hint::black_box;
 
 use taskq_common::tasks::SumSquares;
 
-use super::CpuTask;
+use super::{CpuTask, TaskError};
 
 impl CpuTask for SumSquares {
-    fn run(n: &u64) -> Result<u128, String> {
+    fn run(n: &u64, _attempt: u32) -> Result<u128, TaskError> {
         Ok(sum_of_squares_below(*n))
     }
 }

@@ -3,10 +3,10 @@
 
 use taskq_common::tasks::TestAbort;
 
-use super::CpuTask;
+use super::{CpuTask, TaskError};
 
 impl CpuTask for TestAbort {
-    fn run(_: &u8) -> Result<u8, String> {
+    fn run(_: &u8, _attempt: u32) -> Result<u8, TaskError> {
         std::process::abort()
     }
 }
