@@ -4,6 +4,7 @@
 mod bad_input;
 mod consolidation;
 mod downloads;
+mod long_chunks;
 mod n_workers;
 mod poison;
 mod retries;
