@@ -124,6 +124,7 @@ return 0
 /// Job state for one deployment (one prefix). Cheap to clone; clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct JobStore {
+    client: redis::Client,
     connection: ConnectionManager,
     topology: Topology,
     record_result: redis::Script,
@@ -163,6 +164,7 @@ impl JobStore {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(Self {
+            client,
             connection,
             topology,
             record_result: redis::Script::new(RECORD_RESULT),
@@ -227,6 +229,7 @@ impl JobStore {
             .expire(&key, JOB_RETENTION.as_secs() as i64)
             .del(self.topology.job_results_key(job))
             .del(self.topology.job_runs_key(job))
+            .publish(self.topology.job_finished_channel(job), "failed")
             .query_async(&mut self.connection.clone())
             .await
             .map_err(command("marking the job failed"))?;
@@ -364,10 +367,30 @@ impl JobStore {
             .expire(&key, JOB_RETENTION.as_secs() as i64)
             .del(self.topology.job_results_key(job))
             .del(self.topology.job_runs_key(job))
+            .publish(self.topology.job_finished_channel(job), "completed")
             .query_async(&mut self.connection.clone())
             .await
             .map_err(command("marking the job completed"))?;
         Ok(())
+    }
+
+    /// A stream that yields when `job` is announced finished (completed or failed). Subscribe before
+    /// reading the job's state, so an end between the read and the subscription is not missed. It ends
+    /// if the subscription's connection does; then read the state as before.
+    pub async fn finished_announcements(
+        &self,
+        job: JobId,
+    ) -> Result<impl futures::Stream<Item = ()> + Send + Unpin, StoreError> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(command("subscribing to job announcements"))?;
+        pubsub
+            .subscribe(self.topology.job_finished_channel(job))
+            .await
+            .map_err(command("subscribing to job announcements"))?;
+        Ok(futures::StreamExt::map(pubsub.into_on_message(), |_| ()))
     }
 
     /// The ids of every job recorded under this prefix (finished ones until they expire).

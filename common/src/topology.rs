@@ -129,6 +129,12 @@ impl Topology {
         format!("{}:job:{job}:runs", self.prefix)
     }
 
+    /// The Redis pub/sub channel on which a job's end (completed or failed) is announced, so a waiting
+    /// producer learns of it at once instead of at its next poll.
+    pub fn job_finished_channel(&self, job: JobId) -> String {
+        format!("{}:job:{job}:finished", self.prefix)
+    }
+
     /// A pattern matching every Redis key of this deployment.
     pub fn redis_pattern(&self) -> String {
         format!("{}:*", self.prefix)

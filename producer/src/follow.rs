@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ProducerError;
 
-/// The first wait between progress reads; each next one is 1.5 times longer, up to [`POLL_MAX`]. Short jobs
-/// are seen finishing within milliseconds, long ones cost a few cheap reads a second.
+/// The first wait between progress reads; each next one is 1.5 times longer, up to [`POLL_MAX`]. The
+/// consumer announces a job's end on Redis pub/sub, so the end is seen at once; polling draws progress,
+/// and finds the end by itself if the announcement is missed (a Redis restart).
 const POLL_FIRST: Duration = Duration::from_millis(10);
 /// The longest wait between progress reads.
 const POLL_MAX: Duration = Duration::from_millis(250);
@@ -49,6 +50,14 @@ pub async fn wait(
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut bar: Option<ProgressBar> = None;
     let mut poll = POLL_FIRST;
+    let mut finished: futures::stream::BoxStream<'static, ()> =
+        match store.finished_announcements(job).await {
+            Ok(announcements) => Box::pin(announcements),
+            Err(error) => {
+                tracing::debug!("{error}; polling only");
+                Box::pin(futures::stream::pending())
+            }
+        };
     loop {
         match store.job_state(job).await {
             Ok(Some(state)) => {
@@ -74,6 +83,11 @@ pub async fn wait(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
+            announced = futures::StreamExt::next(&mut finished) => {
+                if announced.is_none() {
+                    finished = Box::pin(futures::stream::pending());
+                }
+            }
             _ = shutdown.cancelled() => return Err(ProducerError::WaitInterrupted { job }),
         }
         poll = poll.mul_f64(1.5).min(POLL_MAX);
