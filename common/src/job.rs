@@ -87,6 +87,10 @@ pub enum JobStatus {
     Completed,
     /// The job cannot complete (for example its submission was interrupted).
     Failed,
+    /// `producer cancel` stopped the job: workers drop its chunks, and the consumer writes what it has.
+    Cancelling,
+    /// Cancelled: the output holds the items finished before the cancel took effect.
+    Cancelled,
 }
 
 impl JobStatus {
@@ -97,12 +101,19 @@ impl JobStatus {
             Self::Running => "running",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// True when the job will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// True while the job's chunks are still wanted: it is being submitted or running.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Submitting | Self::Running)
     }
 }
 
@@ -115,6 +126,8 @@ impl FromStr for JobStatus {
             "running" => Ok(Self::Running),
             "completed" => Ok(Self::Completed),
             "failed" => Ok(Self::Failed),
+            "cancelling" => Ok(Self::Cancelling),
+            "cancelled" => Ok(Self::Cancelled),
             other => Err(format!("unknown job status '{other}'")),
         }
     }

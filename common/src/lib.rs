@@ -18,17 +18,24 @@
 //! - [`store`]: job state in Redis.
 //! - [`consume`]: the consuming loop with graceful drain; [`connection_watch`] ends it when the
 //!   connection fails.
+//! - [`registry`]: live workers in Redis, with heartbeats; [`broadcast`]: broadcast jobs' members and
+//!   who owns which chunk; [`control`]: the control plane's commands and replies; [`cancel`]: cancelling
+//!   a job in Redis.
 //! - [`connect`]: start-up retry with backoff for services that are not up yet.
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
 //!   starts and ends.
 
+pub mod broadcast;
 pub mod broker;
+pub mod cancel;
 pub mod config;
 pub mod connect;
 pub mod connection_watch;
 pub mod consume;
+pub mod control;
 pub mod envelope;
 pub mod job;
+pub mod registry;
 pub mod service;
 pub mod shutdown;
 pub mod store;

@@ -55,7 +55,7 @@ pub enum StoreError {
     },
 }
 
-fn command(operation: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+pub(crate) fn command(operation: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
     move |source| StoreError::Command { operation, source }
 }
 
@@ -75,6 +75,8 @@ pub enum Recorded {
     },
     /// The job was marked failed; its results are no longer wanted.
     JobFailed,
+    /// The job was cancelled and its output written; later results are no longer wanted.
+    JobCancelled,
     /// No such job in Redis (wrong prefix, expired, or the store was wiped).
     UnknownJob,
 }
@@ -83,6 +85,7 @@ const RECORD_RESULT: &str = r#"
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, 0} end
 if status == 'failed' then return {-2, 0} end
+if status == 'cancelled' then return {-3, 0} end
 if status == 'completed' then
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
   return {0, 0}
@@ -103,7 +106,7 @@ return {1, done == total and 1 or 0}
 const CLAIM_RUN: &str = r#"
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {'', 0} end
-if status == 'completed' or status == 'failed' then return {status, 0} end
+if status ~= 'submitting' and status ~= 'running' then return {status, 0} end
 return {status, redis.call('HINCRBY', KEYS[2], ARGV[1], 1)}
 "#;
 
@@ -177,6 +180,11 @@ impl JobStore {
     /// The deployment this store serves.
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// The shared connection, for this crate's other Redis-backed modules (registry, broadcast, cancel).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
     }
 
     /// Records a new job in status `submitting`.
@@ -329,6 +337,7 @@ impl JobStore {
             1 => Recorded::New { job_done },
             0 => Recorded::Duplicate { job_done },
             -2 => Recorded::JobFailed,
+            -3 => Recorded::JobCancelled,
             _ => Recorded::UnknownJob,
         })
     }

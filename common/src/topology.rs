@@ -8,7 +8,9 @@
 //!   after every retry), each with the reason in its `x-taskq-reason` header;
 //! - `taskq.retry.1s` .. `taskq.retry.256s`: chunks waiting out a retry delay (their exchanges have the
 //!   same names). Each message expires after its own jittered delay and the broker dead-letters it back to
-//!   the task queue it came from, so a waiting retry costs no worker memory and survives worker restarts.
+//!   the task queue it came from, so a waiting retry costs no worker memory and survives worker restarts;
+//! - `taskq.broadcast` (an exchange, fanout): broadcast jobs and control commands, to every worker;
+//! - `taskq.broadcast.<worker-id>`: one worker's copy of them (classic, expires unused after 5 minutes).
 //!
 //! Task, result and retry queues are quorum queues: durable, replicated when the broker is a cluster, and
 //! with a delivery limit so a message that keeps killing its consumer is dead-lettered instead of looping
@@ -162,7 +164,7 @@ impl Topology {
             self.declare_retry_level(channel, &self.retry_exchange(level))
                 .await?;
         }
-        Ok(())
+        self.declare_broadcast_exchange(channel).await
     }
 
     /// A retry level: a fanout exchange and its queue, whose expired messages the broker dead-letters
@@ -206,6 +208,90 @@ impl Topology {
     }
 }
 
+/// How long a worker's broadcast queue survives unused (no consumer): a dead worker's queue and the
+/// messages in it go away by themselves, while a worker that reconnects within this time loses nothing.
+pub const BROADCAST_QUEUE_EXPIRES: Duration = Duration::from_secs(300);
+
+/// The broadcast pattern and the control plane: an exchange that copies every message to every worker,
+/// and the worker registry in Redis.
+impl Topology {
+    /// The fanout exchange that carries broadcast jobs and control commands to every worker.
+    pub fn broadcast_exchange(&self) -> String {
+        format!("{}.broadcast", self.prefix)
+    }
+
+    /// A worker's own queue, bound to the broadcast exchange.
+    pub fn broadcast_queue(&self, worker_id: &str) -> String {
+        format!("{}.broadcast.{worker_id}", self.prefix)
+    }
+
+    /// The Redis key of a worker's registry entry; it expires when the worker's heartbeats stop.
+    pub fn worker_key(&self, worker_id: &str) -> String {
+        format!("{}:worker:{worker_id}", self.prefix)
+    }
+
+    /// The Redis sorted set of registered worker ids, scored by their last heartbeat (ms since the epoch).
+    pub fn workers_key(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    /// The Redis key holding the members a broadcast job was shared among at submit.
+    pub fn job_members_key(&self, job: JobId) -> String {
+        format!("{}:job:{job}:members", self.prefix)
+    }
+
+    async fn declare_broadcast_exchange(&self, channel: &Channel) -> Result<(), BrokerError> {
+        let name = self.broadcast_exchange();
+        channel
+            .exchange_declare(
+                name.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| BrokerError::Declare {
+                queue: name.clone(),
+                source,
+            })
+    }
+
+    /// Declares a worker's broadcast queue and binds it to the broadcast exchange. Not exclusive, so a
+    /// worker that reconnects finds the messages sent meanwhile; it expires once unused for
+    /// [`BROADCAST_QUEUE_EXPIRES`].
+    pub async fn declare_broadcast_queue(
+        &self,
+        channel: &Channel,
+        worker_id: &str,
+    ) -> Result<String, BrokerError> {
+        let queue = self.broadcast_queue(worker_id);
+        let mut args = FieldTable::default();
+        args.insert(ShortString::from("x-queue-type"), string("classic"));
+        args.insert(
+            ShortString::from("x-expires"),
+            AMQPValue::LongLongInt(BROADCAST_QUEUE_EXPIRES.as_millis() as i64),
+        );
+        declare_queue(channel, &queue, args).await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                self.broadcast_exchange().as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|source| BrokerError::Declare {
+                queue: queue.clone(),
+                source,
+            })?;
+        Ok(queue)
+    }
+}
+
 fn string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
@@ -246,5 +332,19 @@ mod tests {
         assert!(topology
             .job_results_key(job)
             .starts_with(&topology.job_key(job)));
+    }
+
+    #[test]
+    fn broadcast_names_carry_the_prefix() {
+        let topology = Topology::new("demo");
+        assert_eq!(topology.broadcast_exchange(), "demo.broadcast");
+        assert_eq!(topology.broadcast_queue("w1"), "demo.broadcast.w1");
+        assert_eq!(topology.worker_key("w1"), "demo:worker:w1");
+        assert_eq!(topology.workers_key(), "demo:workers");
+        let job = JobId::new();
+        assert_eq!(
+            topology.job_members_key(job),
+            format!("demo:job:{job}:members")
+        );
     }
 }

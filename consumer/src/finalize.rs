@@ -1,16 +1,19 @@
-//! Finishing a job once every chunk has a result: write `<job>.jsonl` and `<job>.summary.json` atomically
-//! (temporary file, then rename), then mark the job completed with its summary.
+//! Finishing a job: once every chunk has a result (completed), or once it was cancelled (with the chunks
+//! recorded so far). Writes `<job>.jsonl` and `<job>.summary.json` atomically (temporary file, then
+//! rename), then marks the job completed or cancelled with its summary.
 //!
-//! Finishing twice is harmless (same content, atomic renames), which is what lets the consumer finish a
-//! job again after a crash between writing the files and marking the job completed.
+//! Finishing twice the same way is harmless (same content, atomic renames), which is what lets the
+//! consumer finish a job again after a crash between writing the files and marking the job. A job is
+//! never finished both ways: the first to start claims how it ends (see [`taskq_common::cancel`]).
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use taskq_common::job::{now_ms, JobId, JobState};
+use taskq_common::cancel::Finish;
+use taskq_common::job::{now_ms, JobId, JobState, JobStatus};
 use taskq_common::store::{JobStore, StoreError};
 
-use crate::output::{consolidator, OutputError};
+use crate::output::{consolidator, OutputError, Written};
 
 /// Chunk results fetched from Redis per round trip.
 const FETCH_BATCH: u32 = 256;
@@ -24,6 +27,9 @@ pub enum FinalizeError {
     /// The job can never be finished; it is marked failed with this reason.
     #[error("{0}")]
     Unfinishable(String),
+    /// The job ends the other way (completed while being cancelled, or the reverse), or already ended.
+    #[error("{0}")]
+    Ended(String),
     /// Writing the files failed (disk full, permissions); tried again on redelivery.
     #[error("writing the output of job {job} failed: {source}")]
     Output {
@@ -34,45 +40,79 @@ pub enum FinalizeError {
     },
 }
 
-/// Writes a job's output and marks it completed. Returns the summary.
+/// Writes a job's output and marks it `how` it ends. Returns the summary.
 pub async fn finalize(
     store: &JobStore,
     output_dir: &Path,
     job: JobId,
+    how: Finish,
 ) -> Result<serde_json::Value, FinalizeError> {
+    if !store.claim_finish(job, how).await? {
+        return Err(FinalizeError::Ended(format!(
+            "job {job} already ends another way; left alone"
+        )));
+    }
     let state = store.require_job(job).await?;
-    let mut chunks = Vec::with_capacity(state.spec.total_chunks as usize);
+    match (how, state.status) {
+        (Finish::Cancel, JobStatus::Cancelled) => {
+            // The notice came again after the output was written: the stored summary is the answer.
+            return Ok(state.summary.unwrap_or_default());
+        }
+        (Finish::Cancel, JobStatus::Cancelling) | (Finish::Complete, _) => {}
+        (Finish::Cancel, other) => {
+            return Err(FinalizeError::Ended(format!(
+                "job {job} is {}, not being cancelled",
+                other.as_str()
+            )))
+        }
+    }
+    let chunks = stored_chunks(store, &state, how).await?;
+    let output_dir = output_dir.to_owned();
+    let summary =
+        tokio::task::spawn_blocking(move || write_files(&output_dir, &state, &chunks, how))
+            .await
+            .map_err(|e| {
+                FinalizeError::Unfinishable(format!("writing the output panicked: {e}"))
+            })??;
+    match how {
+        Finish::Complete => store.complete(job, &summary).await?,
+        Finish::Cancel => store.finish_cancelled(job, &summary).await?,
+    }
+    Ok(summary)
+}
+
+/// The stored chunk results in order: all of them to complete a job, those recorded to cancel it.
+async fn stored_chunks(
+    store: &JobStore,
+    state: &JobState,
+    how: Finish,
+) -> Result<Vec<Vec<u8>>, FinalizeError> {
+    let (job, total) = (state.spec.id, state.spec.total_chunks);
+    let mut chunks = Vec::with_capacity(total as usize);
     let mut start = 0;
-    while start < state.spec.total_chunks {
-        let end = (start + FETCH_BATCH).min(state.spec.total_chunks);
-        for (offset, chunk) in store
-            .chunk_results(job, start..end)
-            .await?
-            .into_iter()
-            .enumerate()
-        {
-            let chunk = chunk.ok_or_else(|| {
-                FinalizeError::Unfinishable(format!(
+    while start < total {
+        let end = (start + FETCH_BATCH).min(total);
+        let results = store.chunk_results(job, start..end).await?;
+        for (offset, chunk) in results.into_iter().enumerate() {
+            match (chunk, how) {
+                (Some(chunk), _) => chunks.push(chunk),
+                (None, Finish::Cancel) => {}
+                (None, Finish::Complete) => return Err(FinalizeError::Unfinishable(format!(
                     "the stored result of chunk {} is missing from Redis (was Redis restarted without persistence?): resubmit the job",
                     start as usize + offset
-                ))
-            })?;
-            chunks.push(chunk);
+                ))),
+            }
         }
         start = end;
     }
-    let output_dir = output_dir.to_owned();
-    let summary = tokio::task::spawn_blocking(move || write_files(&output_dir, &state, &chunks))
-        .await
-        .map_err(|e| FinalizeError::Unfinishable(format!("writing the output panicked: {e}")))??;
-    store.complete(job, &summary).await?;
-    Ok(summary)
+    Ok(chunks)
 }
 
 fn write_files(
     output_dir: &Path,
     state: &JobState,
     chunks: &[Vec<u8>],
+    how: Finish,
 ) -> Result<serde_json::Value, FinalizeError> {
     let job = state.spec.id;
     let output_error = |source: OutputError| FinalizeError::Output { job, source };
@@ -84,22 +124,29 @@ fn write_files(
             ))
         })?;
     let output_path = output_dir.join(format!("{job}.jsonl"));
+    let mut written = Written::default();
     write_atomically(&output_path, |out| {
         for chunk in chunks {
-            consolidator.add_chunk(chunk, out)?;
+            let chunk = consolidator.add_chunk(chunk, out)?;
+            written.items += chunk.items;
+            written.failed += chunk.failed;
         }
         Ok(())
     })
     .map_err(output_error)?;
 
     let elapsed_ms = now_ms().saturating_sub(state.spec.submitted_at_ms).max(1);
-    let items = state.items_done;
+    let items = written.items;
+    let status = match how {
+        Finish::Complete => JobStatus::Completed,
+        Finish::Cancel => JobStatus::Cancelled,
+    };
     let mut summary = serde_json::json!({
         "job_id": job.to_string(),
         "kind": state.spec.kind,
-        "status": "completed",
+        "status": status.as_str(),
         "items": items,
-        "failed": state.items_failed,
+        "failed": written.failed,
         "chunks": state.spec.total_chunks,
         "duplicates_ignored": state.duplicates,
         "elapsed_ms": elapsed_ms,
@@ -107,6 +154,11 @@ fn write_files(
         "output": absolute(&output_path).display().to_string(),
         "aggregate": consolidator.aggregate(),
     });
+    if how == Finish::Cancel {
+        // What the output holds of what was submitted.
+        summary["chunks_done"] = chunks.len().into();
+        summary["items_submitted"] = state.spec.total_items.into();
+    }
     if let Some(results) = consolidator.take_inline() {
         summary["results"] = serde_json::Value::Array(results);
     }

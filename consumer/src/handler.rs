@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use lapin::message::Delivery;
 use taskq_common::broker::{self, DeadLetter, Publisher};
+use taskq_common::cancel::Finish;
+use taskq_common::control::JOB_CANCELLED_TYPE;
 use taskq_common::envelope::{self, ResultMessage};
+use taskq_common::job::JobId;
 use taskq_common::store::{JobStore, Recorded};
 use tracing::Instrument;
 
@@ -27,8 +30,12 @@ pub struct Context {
     pub consumer_id: String,
 }
 
-/// Handles one result delivery to the end.
+/// Handles one result delivery (or cancelled job's notice) to the end.
 pub async fn handle(context: std::sync::Arc<Context>, delivery: Delivery) {
+    let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+    if kind == Some(JOB_CANCELLED_TYPE) {
+        return crate::cancelled::handle(&context, &delivery).await;
+    }
     let result: ResultMessage = match envelope::decode(&delivery.data) {
         Ok(result) => result,
         Err(reason) => return refuse(&context, &delivery, &reason.to_string()).await,
@@ -65,6 +72,10 @@ async fn record(context: &Context, delivery: &Delivery, result: ResultMessage) {
             tracing::info!("result for a failed job dropped");
             false
         }
+        Ok(Recorded::JobCancelled) => {
+            tracing::info!("result for a cancelled job dropped");
+            false
+        }
         Ok(Recorded::UnknownJob) => {
             let reason = format!(
                 "result for job {job}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
@@ -78,33 +89,42 @@ async fn record(context: &Context, delivery: &Delivery, result: ResultMessage) {
         }
     };
     if job_done {
-        match finalize(&context.store, &context.output_dir, job).await {
-            Ok(summary) => tracing::info!(
-                items = %summary["items"],
-                failed = %summary["failed"],
-                elapsed_ms = %summary["elapsed_ms"],
-                output = %summary["output"],
-                "job completed"
-            ),
-            Err(FinalizeError::Unfinishable(reason)) => {
-                tracing::error!("job cannot complete: {reason}");
-                if let Err(error) = context.store.fail(job, &reason).await {
-                    tracing::warn!("{error}; the result goes back to the queue");
-                    return broker::requeue_after(delivery, RETRY_DELAY).await;
-                }
-            }
-            Err(error) => {
-                tracing::warn!(
-                    "{error}; the result goes back to the queue to finish the job later"
-                );
+        finish(context, delivery, job, Finish::Complete).await
+    } else {
+        broker::ack(delivery).await
+    }
+}
+
+/// Writes the job's output `how` it ends, then acks the delivery that asked for it; or returns the
+/// delivery to the queue to try again later.
+pub(crate) async fn finish(context: &Context, delivery: &Delivery, job: JobId, how: Finish) {
+    match finalize(&context.store, &context.output_dir, job, how).await {
+        Ok(summary) => tracing::info!(
+            status = %summary["status"],
+            items = %summary["items"],
+            failed = %summary["failed"],
+            elapsed_ms = %summary["elapsed_ms"],
+            output = %summary["output"],
+            "job finished"
+        ),
+        Err(FinalizeError::Ended(reason)) => tracing::info!("{reason}"),
+        Err(FinalizeError::Unfinishable(reason)) => {
+            tracing::error!("job cannot complete: {reason}");
+            if let Err(error) = context.store.fail(job, &reason).await {
+                tracing::warn!("{error}; the message goes back to the queue");
                 return broker::requeue_after(delivery, RETRY_DELAY).await;
             }
+        }
+        Err(error) => {
+            tracing::warn!("{error}; the message goes back to the queue to finish the job later");
+            return broker::requeue_after(delivery, RETRY_DELAY).await;
         }
     }
     broker::ack(delivery).await
 }
 
-async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
+/// Copies a message that can never be used to the dead-letter queue with `reason`, then acks it.
+pub(crate) async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
     let dead_queue = context.store.topology().dead_queue();
     let letter = DeadLetter {
         reason,

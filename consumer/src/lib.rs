@@ -4,9 +4,11 @@
 //! - [`settings`]: the command line and validated settings.
 //! - [`session`]: one connection's life.
 //! - [`handler`]: what happens to one result message.
+//! - [`cancelled`]: what happens to a cancelled job's notice.
 //! - [`finalize`]: writing a finished job's files and summary.
 //! - [`output`]: per-kind output lines and aggregates.
 
+pub mod cancelled;
 pub mod finalize;
 pub mod handler;
 pub mod output;

@@ -23,10 +23,19 @@ struct Line<'a, I, O> {
     error: Option<&'a str>,
 }
 
+/// Items written from one chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Output lines.
+    pub items: u64,
+    /// Of those, lines with an error.
+    pub failed: u64,
+}
+
 /// Writes a job's output chunk by chunk and folds its aggregate.
 pub trait Consolidator: Send {
     /// Writes one chunk's lines (chunks must come in order).
-    fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<(), OutputError>;
+    fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<Written, OutputError>;
     /// The aggregate over every chunk added.
     fn aggregate(&self) -> serde_json::Value;
     /// The lines as JSON values, if the job is small enough to inline them.
@@ -53,8 +62,12 @@ struct Typed<K: TaskKind> {
 }
 
 impl<K: TaskKind> Consolidator for Typed<K> {
-    fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<(), OutputError> {
+    fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<Written, OutputError> {
         let chunk: ResultPayload<K::Item, K::Output> = decode_payload(encoded)?;
+        let written = Written {
+            items: chunk.items.len() as u64,
+            failed: chunk.failed() as u64,
+        };
         for (offset, (input, outcome)) in chunk.items.iter().zip(&chunk.outcomes).enumerate() {
             let line = Line {
                 index: chunk.first_index + offset as u64,
@@ -69,7 +82,7 @@ impl<K: TaskKind> Consolidator for Typed<K> {
                 inline.push(serde_json::to_value(&line)?);
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     fn aggregate(&self) -> serde_json::Value {
@@ -115,7 +128,14 @@ mod tests {
             outcomes: vec![Ok(big), Err("boom".into())],
         };
         let mut out = Vec::new();
-        consolidator.add_chunk(&encode(&chunk), &mut out).unwrap();
+        let written = consolidator.add_chunk(&encode(&chunk), &mut out).unwrap();
+        assert_eq!(
+            written,
+            Written {
+                items: 2,
+                failed: 1
+            }
+        );
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,

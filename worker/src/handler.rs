@@ -18,9 +18,10 @@ use taskq_common::tasks::TEST_ONLY_KINDS;
 use taskq_common::topology::{Topology, REASON_HEADER, RETRY_DELAYS};
 use tracing::Instrument;
 
+use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
 use crate::pool::{CpuPool, Permit, PoolOutcome};
-use crate::tasks::{self, ChunkOutput, ChunkRun, CpuRunner, IoRunner, Runner};
+use crate::tasks::{self, ChunkOutput, ChunkRun, CpuRunner, IoRunner, RunError, Runner};
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
 /// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
@@ -51,6 +52,8 @@ pub struct Context {
     pub chunk_time_limit: Duration,
     /// Where finished chunks report what they cost, for the adaptive prefetch.
     pub costs: Option<tokio::sync::mpsc::UnboundedSender<ChunkCost>>,
+    /// Running chunks per job, to stop them when their job is cancelled.
+    pub cancels: Arc<Cancellations>,
 }
 
 /// What one chunk cost: time on a pool thread, and other time holding a prefetch slot.
@@ -123,6 +126,13 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
             return broker::ack(delivery).await;
         }
         Ok(Claim {
+            status: Some(JobStatus::Cancelling | JobStatus::Cancelled),
+            ..
+        }) => {
+            tracing::info!("job was cancelled; chunk dropped");
+            return broker::ack(delivery).await;
+        }
+        Ok(Claim {
             unfinished_runs, ..
         }) if unfinished_runs > POISON_RUNS => {
             let reason = format!(
@@ -149,6 +159,8 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
     // A copy runs; the message stays whole for a retry.
     let payload = task.payload.clone();
     let status_checked = received.elapsed();
+    let running = context.cancels.start(task.job_id);
+    let cancel = running.token();
     let outcome = match ready {
         Ready::Cpu(run, permit) => {
             let (attempt, time_limit) = (task.attempt, context.chunk_time_limit);
@@ -158,11 +170,13 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
                     attempt,
                     deadline: started + time_limit,
                     time_limit,
+                    cancel,
                 };
                 (run(&payload, &chunk), started.elapsed())
             };
             match context.pool.run(permit, timed).await {
                 PoolOutcome::Done((Ok(output), compute)) => Ok((output, compute)),
+                PoolOutcome::Done((Err(RunError::Cancelled), _)) => Err(None),
                 PoolOutcome::Done((Err(reason), _)) => Err(Some(reason.to_string())),
                 PoolOutcome::Panicked(message) => Err(Some(format!("the chunk {message}"))),
                 PoolOutcome::NotStarted => Err(None),
@@ -170,19 +184,22 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
         }
         Ready::Io(run) => {
             let started = std::time::Instant::now();
-            match run(context.io.clone(), payload).await {
+            match run(context.io.clone(), payload, cancel).await {
                 Ok(output) => Ok((output, started.elapsed())),
+                Err(RunError::Cancelled) => Err(None),
                 Err(reason) => Err(Some(reason.to_string())),
             }
         }
     };
+    drop(running);
     // The run failed (or never started): it no longer counts towards quarantine.
     let end_run = || async {
         if let Err(error) = context.store.end_run(task.job_id, task.task_id).await {
             tracing::warn!("{error}; this run may count towards quarantining the chunk");
         }
     };
-    // Err(None): the worker began stopping before the chunk started; it goes back untouched.
+    // Err(None): the worker began stopping before the chunk started, or its job was cancelled while it
+    // ran; it goes back untouched (and the status check drops a cancelled job's chunk next time).
     let (output, compute) = match outcome {
         Ok(done) => done,
         Err(reason) => {
@@ -321,7 +338,14 @@ async fn retry_later(context: &Context, delivery: &Delivery, task: &TaskMessage,
     }
 }
 
-async fn refuse(context: &Context, delivery: &Delivery, reason: &str, attempts: Option<u32>) {
+/// Copies a delivery that can never be processed to the dead-letter queue with `reason` (and how often
+/// the task ran, when known), then acks it.
+pub(crate) async fn refuse(
+    context: &Context,
+    delivery: &Delivery,
+    reason: &str,
+    attempts: Option<u32>,
+) {
     let dead_queue = context.topology.dead_queue();
     let letter = DeadLetter {
         reason,

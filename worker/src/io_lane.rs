@@ -34,6 +34,12 @@ impl IoLane {
         self.concurrency
     }
 
+    /// Items in flight now.
+    pub fn busy(&self) -> usize {
+        self.concurrency
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// Runs one item once a slot is free. A panic becomes the item's error, not a dead worker.
     pub async fn run_item<O>(
         &self,

@@ -9,19 +9,36 @@
 //! - [`io_lane`]: the I/O lane's bounded concurrency; [`http`]: its HTTP client and limits.
 //! - [`prefetch`]: adapting the prefetch to what chunks cost.
 //! - [`tasks`]: how each task kind runs.
+//! - [`registration`]: this worker's entry in the registry, kept alive by heartbeats.
+//! - [`broadcast`]: the broadcast queue (broadcast jobs, control commands); [`shares`]: which broadcast
+//!   chunks are this worker's; [`takeover`]: taking over the share of members that stopped;
+//!   [`control`]: carrying out commands; [`cancel`]: stopping a cancelled job's running chunks.
 
+pub mod broadcast;
+pub mod cancel;
+pub mod control;
 pub mod handler;
 pub mod http;
 pub mod io_lane;
 pub mod pool;
 pub mod prefetch;
+pub mod registration;
 pub mod session;
 pub mod settings;
+pub mod shares;
+pub mod takeover;
 pub mod tasks;
+
+use std::sync::Arc;
 
 use taskq_common::broker::BrokerError;
 use taskq_common::connect;
+use taskq_common::registry::{Registry, HEARTBEAT_INTERVAL};
 use tokio_util::sync::CancellationToken;
+
+use crate::broadcast::Broadcast;
+use crate::cancel::Cancellations;
+use crate::registration::Registration;
 
 use crate::http::{ClientError, HttpClient};
 use crate::io_lane::IoLane;
@@ -69,12 +86,48 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let Some(store) = connect::store_until_up(&settings.connection, &shutdown).await else {
         return Ok(());
     };
-    connect::run_sessions(
+    let cancels = Arc::new(Cancellations::default());
+    let registration = Arc::new(Registration::new(
+        &settings,
+        Registry::new(&store),
+        pool.clone(),
+        io.clone(),
+        cancels.clone(),
+    ));
+    let broadcast = Arc::new(Broadcast::new(
+        registration.clone(),
+        store.clone(),
+        cancels,
+        shutdown.clone(),
+        HEARTBEAT_INTERVAL,
+    ));
+    let finished = CancellationToken::new();
+    let heartbeats = tokio::spawn({
+        let (ready, stopping, finished) = (
+            broadcast.ready.subscribe(),
+            shutdown.clone(),
+            finished.clone(),
+        );
+        async move { registration.run(ready, stopping, finished).await }
+    });
+    let outcome = connect::run_sessions(
         &shutdown,
-        || Session::open(&settings, pool.clone(), io.clone(), store.clone()),
+        || {
+            let broadcast = broadcast.clone();
+            Session::open(
+                &settings,
+                pool.clone(),
+                io.clone(),
+                store.clone(),
+                broadcast,
+            )
+        },
         |session| session.run(&shutdown),
     )
-    .await?;
+    .await;
+    finished.cancel();
+    let _ = heartbeats.await;
+    outcome?;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -68,6 +68,12 @@ impl CpuPool {
         self.pool.current_num_threads()
     }
 
+    /// Threads taken by chunks now (reserved or running).
+    pub fn busy(&self) -> usize {
+        self.threads()
+            .saturating_sub(self.permits.available_permits())
+    }
+
     /// Runs `job` on the pool under `permit` and waits for it without blocking the runtime. The caller's
     /// tracing span is carried into the pool thread.
     pub async fn run<R, F>(&self, permit: Permit, job: F) -> PoolOutcome<R>

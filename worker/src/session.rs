@@ -4,13 +4,18 @@
 //! The two lanes are independent consumers, each on channels of its own (one to consume, one to publish
 //! results) with its own prefetch: the CPU lane (`tasks.cpu`, adaptive prefetch, the thread pool) and the
 //! I/O lane (`tasks.io`, prefetch fixed at `--io-concurrency`, async tasks). So a flood of slow downloads
-//! never holds CPU chunks back and busy cores never hold downloads back. They share the connection (a
+//! never holds CPU chunks back and busy cores never hold downloads back. A third consumer takes this
+//! worker's broadcast queue (broadcast chunks and control commands, see [`crate::broadcast`]), and beside
+//! it runs the takeover check of broadcast jobs ([`crate::takeover`]). They share the connection (a
 //! connection costs about 8 MB of memory, a channel next to nothing) and stop together: on shutdown, or
-//! when either fails; the connection is closed once both have finished their in-flight chunks.
+//! when any fails; the connection is closed once all have finished their in-flight chunks. After a
+//! requested stop, the worker deletes its broadcast queue: it will not come back as the same member.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use lapin::message::Delivery;
+use lapin::options::QueueDeleteOptions;
 use lapin::Connection;
 use taskq_common::broker::{self, BrokerError, Publisher};
 use taskq_common::connection_watch::ConnectionWatch;
@@ -19,11 +24,13 @@ use taskq_common::store::JobStore;
 use taskq_common::tasks::Lane;
 use tokio_util::sync::CancellationToken;
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use crate::broadcast::{self, Broadcast, BroadcastLane};
 use crate::handler::{self, ChunkCost, Context};
 use crate::io_lane::IoLane;
 use crate::pool::CpuPool;
@@ -31,28 +38,39 @@ use crate::prefetch::AdaptivePrefetch;
 use crate::settings::Prefetch;
 use crate::settings::Settings;
 
-/// An open connection that consumes both lanes' tasks.
+/// An open connection that consumes both lanes' tasks and the broadcast queue.
 pub struct Session {
     connection: Connection,
     cpu: LaneSession,
     io: LaneSession,
+    broadcast: LaneSession,
+    broadcast_lane: Arc<BroadcastLane>,
     shutdown_timeout: Duration,
 }
 
-/// One lane's consumer and what its handlers share.
+/// What handles one delivery of a lane.
+type Handle = Box<dyn FnMut(Delivery) -> BoxFuture<'static, ()> + Send>;
+
+/// One lane's consumer and its handler.
 struct LaneSession {
     consuming: Consuming,
-    context: Arc<Context>,
+    handle: Handle,
     prefetch_changes: Option<BoxStream<'static, u16>>,
 }
 
+/// The handler of a task lane: every delivery goes to [`handler::handle`].
+fn chunk_handler(context: Arc<Context>) -> Handle {
+    Box::new(move |delivery| handler::handle(context.clone(), delivery).boxed())
+}
+
 impl Session {
-    /// Connects, declares every queue and starts consuming both task queues.
+    /// Connects, declares every queue and starts consuming both task queues and the broadcast queue.
     pub async fn open(
         settings: &Settings,
         pool: Arc<CpuPool>,
         io: Arc<IoLane>,
         store: JobStore,
+        broadcast: Arc<Broadcast>,
     ) -> Result<Self, BrokerError> {
         let topology = store.topology().clone();
         let worker_id = &settings.worker_id;
@@ -68,6 +86,7 @@ impl Session {
                 max_retries: settings.max_retries,
                 chunk_time_limit: settings.chunk_time_limit,
                 costs,
+                cancels: broadcast.cancels.clone(),
             })
         };
 
@@ -96,7 +115,7 @@ impl Session {
                 queue,
                 watch: watch.clone(),
             },
-            context: context(publisher, costs),
+            handle: chunk_handler(context(publisher, costs)),
             prefetch_changes,
         };
 
@@ -112,21 +131,52 @@ impl Session {
                 channel,
                 consumer,
                 queue,
-                watch,
+                watch: watch.clone(),
             },
-            context: context(publisher, None),
+            handle: chunk_handler(context(publisher, None)),
             prefetch_changes: None,
         };
+
+        let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
+        let queue = topology
+            .declare_broadcast_queue(publisher.channel(), worker_id)
+            .await?;
+        let tag = format!("{worker_id}-broadcast");
+        // No prefetch limit: commands must never wait behind chunks (see crate::broadcast).
+        let (channel, consumer) = broker::consume(&connection, &queue, 0, &tag).await?;
+        tracing::info!(%queue, "consuming");
+        let lane = Arc::new(BroadcastLane {
+            broadcast: broadcast.clone(),
+            chunks: context(publisher, None),
+            queue: queue.clone(),
+        });
+        let handle_lane = lane.clone();
+        let broadcast_session = LaneSession {
+            consuming: Consuming {
+                connection: None,
+                channel,
+                consumer,
+                queue,
+                watch,
+            },
+            handle: Box::new(move |delivery| {
+                broadcast::handle(handle_lane.clone(), delivery).boxed()
+            }),
+            prefetch_changes: None,
+        };
+        broadcast.ready.send_replace(true);
         Ok(Self {
             connection,
             cpu,
             io,
+            broadcast: broadcast_session,
+            broadcast_lane: lane,
             shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
-    /// Handles both lanes' deliveries until `shutdown` fires (`Ok`) or a connection fails (`Err`:
-    /// reconnect). When one lane fails, the other stops too (finishing its in-flight chunks), so the
+    /// Handles every lane's deliveries until `shutdown` fires (`Ok`) or a connection fails (`Err`:
+    /// reconnect). When one lane fails, the others stop too (finishing their in-flight chunks), so the
     /// worker reconnects as a whole.
     pub async fn run(self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
         let stop = shutdown.child_token();
@@ -139,22 +189,35 @@ impl Session {
                 outcome
             }
         };
-        let (cpu, io) = tokio::join!(run(self.cpu), run(self.io));
+        let lane = self.broadcast_lane;
+        let (cpu, io, broadcast, ()) = tokio::join!(
+            run(self.cpu),
+            run(self.io),
+            run(self.broadcast),
+            crate::takeover::run(&lane, &stop)
+        );
+        if shutdown.is_cancelled() {
+            let options = QueueDeleteOptions::default();
+            let channel = lane.chunks.publisher.channel();
+            if let Err(error) = channel
+                .queue_delete(lane.queue.as_str().into(), options)
+                .await
+            {
+                tracing::warn!("could not delete the broadcast queue ({error}); it expires unused");
+            }
+        }
         let _ = self.connection.close(200, "stopping".into()).await;
-        cpu.and(io)
+        cpu.and(io).and(broadcast)
     }
 }
 
 impl LaneSession {
     async fn run(self, stop: &CancellationToken, timeout: Duration) -> Result<(), BrokerError> {
-        let context = self.context;
         let changes = self
             .prefetch_changes
             .unwrap_or_else(|| futures::stream::pending().boxed());
         self.consuming
-            .run(stop, timeout, changes, |delivery| {
-                handler::handle(context.clone(), delivery)
-            })
+            .run(stop, timeout, changes, self.handle)
             .await
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use tokio_util::sync::CancellationToken;
 
 use rayon::prelude::*;
 use taskq_common::envelope::{decode_payload, encode, DecodeError};
@@ -62,7 +63,7 @@ impl TaskError {
 }
 
 /// How a chunk runs this time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ChunkRun {
     /// 1 for the first run, one more for each retry.
     pub attempt: u32,
@@ -71,6 +72,9 @@ pub struct ChunkRun {
     pub deadline: Instant,
     /// The limit the deadline came from, for the message.
     pub time_limit: Duration,
+    /// Fires when the chunk's job is cancelled: items not started by then are not run, and the chunk
+    /// reports nothing (rayon work cannot be interrupted, so this is checked between items).
+    pub cancel: CancellationToken,
 }
 
 /// An I/O-bound kind: an async function of one item, run on the I/O lane.
@@ -95,15 +99,30 @@ pub struct ChunkOutput {
     pub retry_reason: Option<String>,
 }
 
+/// Why a chunk produced no output.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The payload does not decode as the kind's items.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The job was cancelled while the chunk ran; it stopped at an item boundary and reports nothing.
+    #[error("the job was cancelled")]
+    Cancelled,
+}
+
 /// Runs every item of an encoded chunk. Call from inside the pool (items are spread over its threads).
-pub type CpuRunner = fn(&[u8], &ChunkRun) -> Result<ChunkOutput, DecodeError>;
+pub type CpuRunner = fn(&[u8], &ChunkRun) -> Result<ChunkOutput, RunError>;
 
 /// Reports every item of an encoded chunk as failed with the given reason, without running any.
 pub type ChunkFailer = fn(&[u8], &str) -> Result<ChunkOutput, DecodeError>;
 
-/// Runs every item of an encoded chunk concurrently, each holding one of the lane's slots while it runs.
-pub type IoRunner =
-    fn(Arc<IoLane>, Vec<u8>) -> BoxFuture<'static, Result<ChunkOutput, DecodeError>>;
+/// Runs every item of an encoded chunk concurrently, each holding one of the lane's slots while it runs;
+/// a cancel drops the items still waiting or in flight.
+pub type IoRunner = fn(
+    Arc<IoLane>,
+    Vec<u8>,
+    CancellationToken,
+) -> BoxFuture<'static, Result<ChunkOutput, RunError>>;
 
 /// How a kind runs.
 #[derive(Clone, Copy)]
@@ -121,8 +140,8 @@ pub fn runner(kind: &str) -> Option<Runner> {
         Square::NAME => Some(Runner::Cpu(run_chunk::<Square>)),
         TestAbort::NAME => Some(Runner::Cpu(run_chunk::<TestAbort>)),
         TestFlaky::NAME => Some(Runner::Cpu(run_chunk::<TestFlaky>)),
-        Download::NAME => Some(Runner::Io(|lane, payload| {
-            run_io_chunk::<Download>(lane, payload).boxed()
+        Download::NAME => Some(Runner::Io(|lane, payload, cancel| {
+            run_io_chunk::<Download>(lane, payload, cancel).boxed()
         })),
         _ => None,
     }
@@ -139,15 +158,21 @@ pub fn cpu_runner(kind: &str) -> Option<CpuRunner> {
 async fn run_io_chunk<K: IoTask>(
     lane: Arc<IoLane>,
     encoded: Vec<u8>,
-) -> Result<ChunkOutput, DecodeError> {
+    cancel: CancellationToken,
+) -> Result<ChunkOutput, RunError> {
     let payload: TaskPayload<K::Item> = decode_payload(&encoded)?;
-    let outcomes: Vec<ItemOutcome<K::Output>> = futures::future::join_all(
-        payload
-            .items
-            .iter()
-            .map(|item| lane.run_item(K::run(item, &lane))),
-    )
-    .await;
+    let outcomes: Option<Vec<ItemOutcome<K::Output>>> =
+        futures::future::join_all(payload.items.iter().map(|item| async {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                outcome = lane.run_item(K::run(item, &lane)) => Some(outcome),
+            }
+        }))
+        .await
+        .into_iter()
+        .collect();
+    let outcomes = outcomes.ok_or(RunError::Cancelled)?;
     Ok(chunk_output(payload, outcomes))
 }
 
@@ -190,24 +215,31 @@ fn chunk_output<I: serde::Serialize, O: serde::Serialize>(
     }
 }
 
-fn run_chunk<K: CpuTask>(encoded: &[u8], run: &ChunkRun) -> Result<ChunkOutput, DecodeError> {
+fn run_chunk<K: CpuTask>(encoded: &[u8], run: &ChunkRun) -> Result<ChunkOutput, RunError> {
     let payload: TaskPayload<K::Item> = decode_payload(encoded)?;
-    let results: Vec<Result<K::Output, TaskError>> = payload
+    // Collecting into an Option stops taking items as soon as one check sees the job cancelled.
+    let results: Option<Vec<Result<K::Output, TaskError>>> = payload
         .items
         .par_iter()
         .map(|item| {
+            if run.cancel.is_cancelled() {
+                return None;
+            }
             if Instant::now() >= run.deadline {
-                return Err(TaskError::permanent(format!(
+                return Some(Err(TaskError::permanent(format!(
                     "not run: the chunk reached its time limit of {:?} (--chunk-time-limit); submit \
                      with a smaller --chunk-size",
                     run.time_limit
-                )));
+                ))));
             }
-            catch_unwind(AssertUnwindSafe(|| K::run(item, run.attempt))).unwrap_or_else(|panic| {
-                Err(TaskError::transient(panic_message(panic.as_ref())))
-            })
+            Some(
+                catch_unwind(AssertUnwindSafe(|| K::run(item, run.attempt))).unwrap_or_else(
+                    |panic| Err(TaskError::transient(panic_message(panic.as_ref()))),
+                ),
+            )
         })
         .collect();
+    let results = results.ok_or(RunError::Cancelled)?;
     let retry_reason = results.iter().find_map(|result| match result {
         Err(error) if error.retry => Some(error.message.clone()),
         _ => None,
@@ -273,7 +305,23 @@ mod tests {
             attempt: 1,
             deadline: Instant::now() + Duration::from_secs(60),
             time_limit: Duration::from_secs(60),
+            cancel: CancellationToken::new(),
         }
+    }
+
+    #[test]
+    fn a_cancelled_chunk_stops_at_an_item_boundary_and_reports_nothing() {
+        let encoded = encode(&TaskPayload {
+            first_index: 0,
+            items: vec![1u64; 1000],
+        });
+        let cancelled = first_run();
+        cancelled.cancel.cancel();
+        let run = cpu_runner(SumSquares::NAME).unwrap();
+        assert!(matches!(
+            run(&encoded, &cancelled),
+            Err(RunError::Cancelled)
+        ));
     }
 
     #[test]
