@@ -74,9 +74,9 @@ pub struct ControlMessage {
     pub expires_at_ms: u64,
 }
 
-/// What a worker did about a command.
+/// What a worker did about a command. Tagged with `reply`, so it reads well as JSON too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Outcome {
     /// Answer to a ping.
     Pong {
@@ -153,6 +153,22 @@ mod tests {
             },
         };
         assert_eq!(decode::<ControlReply>(&encode(&reply)).unwrap(), reply);
+        let pong = ControlReply {
+            outcome: Outcome::Pong {
+                load: Load {
+                    cpu_busy: 1,
+                    io_busy: 2,
+                    running_chunks: 3,
+                },
+                uptime_ms: 4,
+            },
+            ..reply
+        };
+        assert_eq!(decode::<ControlReply>(&encode(&pong)).unwrap(), pong);
+        assert_eq!(
+            serde_json::to_value(&pong.outcome).unwrap()["reply"],
+            "pong"
+        );
     }
 
     #[test]

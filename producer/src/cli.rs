@@ -5,13 +5,16 @@ use taskq_common::config::ConnectionArgs;
 use taskq_common::job::{ChunkSize, JobId};
 use taskq_common::telemetry::LogArgs;
 
-/// Submits jobs to taskq workers and follows them to their result.
+/// Submits jobs to taskq workers, follows them to their result, and talks to the workers.
 ///
 /// A job is split into chunks (messages) that any number of workers share; a consumer collects the results
 /// and writes the job's output. `submit` prints the job id on stdout; with --wait it shows a progress bar on
-/// stderr and prints the job's JSON summary on stdout instead.
+/// stderr and prints the job's JSON summary on stdout instead. `broadcast` sends the whole data set to
+/// every live worker instead, and each runs its own share. `workers`, `ping`, `cancel` and `shutdown` use
+/// the control plane: JSON on stdout, progress on stderr.
 ///
-/// Exit codes: 0 done, 1 the job failed or a service is unreachable, 2 invalid arguments, 130 interrupted.
+/// Exit codes: 0 done, 1 the job failed or was cancelled, a service is unreachable, or a worker did not
+/// answer; 2 invalid arguments; 130 interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "producer", version)]
 pub struct Cli {
@@ -56,6 +59,60 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Send a whole data set to every live worker; each runs its own share (broadcast pattern).
+    ///
+    /// The job is shared among the workers alive now (as `producer workers` lists them): every one of them
+    /// receives every chunk and runs those it owns by rendezvous hashing, so together they run each chunk
+    /// once; the consumer collects the results as for `submit`. If a worker stops mid-job, the survivors
+    /// run its unfinished chunks. Workers started later take no share. Fails if no worker is alive.
+    /// At most 100,000 chunks: every worker holds all of them.
+    Broadcast {
+        /// The job's kind and data, as for `submit`.
+        #[command(subcommand)]
+        job: SubmitJob,
+    },
+    /// List the live workers with their load (and those whose heartbeats stopped lately) as JSON.
+    Workers,
+    /// Ask every live worker to answer; report who answered, who is missing and who does not answer.
+    ///
+    /// Workers whose heartbeats stopped in the last 10 minutes without a graceful stop are reported
+    /// missing too. Exit 1 if any worker is missing or does not answer.
+    Ping {
+        /// How long to wait for answers.
+        #[command(flatten)]
+        wait: ReplyWait,
+    },
+    /// Cancel a job: workers drop its queued chunks and stop running ones at the next item boundary.
+    ///
+    /// The consumer then writes the items finished before the cancel and marks the job cancelled;
+    /// `producer wait JOB` shows that summary. Running it again for a job still being cancelled (an
+    /// earlier cancel was interrupted) finishes the cancel. Exit 1 if a worker is missing or does not
+    /// answer (the job is cancelled all the same).
+    Cancel {
+        /// The job id `submit` or `broadcast` printed.
+        job: JobId,
+        /// How long to wait for answers.
+        #[command(flatten)]
+        wait: ReplyWait,
+    },
+    /// Stop workers gracefully, as SIGTERM does: they answer, finish their running chunks and exit.
+    Shutdown {
+        /// Only this worker (its id as `producer workers` lists it); every live worker without it.
+        #[arg(long, value_name = "ID")]
+        worker: Option<String>,
+        /// How long to wait for answers.
+        #[command(flatten)]
+        wait: ReplyWait,
+    },
+}
+
+/// How long a control command waits for the workers' answers.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ReplyWait {
+    /// Seconds a live worker may take to answer before it is reported as alive but not answering. A
+    /// worker whose heartbeats stop is reported missing as soon as its registry entry expires (6 s).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 /// What `dlq` does.
@@ -193,5 +250,23 @@ mod tests {
             panic!("square")
         };
         assert_eq!(args.values, "-5..5");
+    }
+
+    #[test]
+    fn control_commands_parse() {
+        let cli = Cli::try_parse_from(["producer", "shutdown", "--worker", "w2"]).unwrap();
+        let Command::Shutdown { worker, wait } = cli.command else {
+            panic!("shutdown")
+        };
+        assert_eq!((worker.as_deref(), wait.timeout), (Some("w2"), 15));
+        let error = Cli::try_parse_from(["producer", "ping", "--timeout", "0"]).unwrap_err();
+        assert!(error.to_string().contains("0"), "{error}");
+        let cli = Cli::try_parse_from(["producer", "broadcast", "square", "--values", "1..=3"]);
+        assert!(matches!(
+            cli.unwrap().command,
+            Command::Broadcast {
+                job: SubmitJob::Square(_)
+            }
+        ));
     }
 }

@@ -17,9 +17,12 @@ const POLL_FIRST: Duration = Duration::from_millis(10);
 /// The longest wait between progress reads.
 const POLL_MAX: Duration = Duration::from_millis(250);
 
-/// A job's state as the JSON `status` and `wait` print: the consumer's summary once completed.
+/// A job's state as the JSON `status` and `wait` print: the consumer's summary once completed or
+/// cancelled.
 pub fn state_json(state: &JobState) -> serde_json::Value {
-    if let (JobStatus::Completed, Some(summary)) = (state.status, &state.summary) {
+    if let (JobStatus::Completed | JobStatus::Cancelled, Some(summary)) =
+        (state.status, &state.summary)
+    {
         return summary.clone();
     }
     let mut value = json!({

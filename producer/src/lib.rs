@@ -3,27 +3,37 @@
 //!
 //! - [`cli`]: the command line.
 //! - [`input`], [`urls`], [`prepare`]: from what the user typed to task messages, before any connection.
-//! - [`submit`]: recording and publishing a job, all or nothing.
+//! - [`submit`]: recording and publishing a job, all or nothing; [`broadcast`]: the same for a job shared
+//!   among the live workers.
 //! - [`follow`]: `status` and `wait`.
 //! - [`dlq`]: `dlq list | replay | purge`.
+//! - [`control`]: commands to every live worker and their answers; [`workers`]: the registry as JSON;
+//!   [`cancel`]: cancelling a job.
 
+pub mod broadcast;
+pub mod cancel;
 pub mod cli;
+pub mod control;
 pub mod dlq;
 pub mod follow;
 pub mod input;
 pub mod prepare;
 pub mod submit;
 pub mod urls;
+pub mod workers;
 
 use std::time::Duration;
 
 use taskq_common::broker::BrokerError;
+use taskq_common::control::Command as ControlCommand;
 use taskq_common::job::{JobId, JobStatus};
+use taskq_common::registry::Registry;
 use taskq_common::store::{JobStore, StoreError};
 use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, DlqAction};
+use crate::cli::{Cli, Command, DlqAction, SubmitJob};
+use crate::control::{ControlPlane, Report};
 
 /// Why a producer command did not succeed. [`ProducerError::exit_code`] maps each to the process exit code.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +89,50 @@ pub enum ProducerError {
         /// The job.
         job: JobId,
     },
+    /// The job was cancelled.
+    #[error("job {job} was cancelled: its output holds the items finished before the cancel")]
+    JobCancelled {
+        /// The job.
+        job: JobId,
+    },
+    /// A broadcast job or a command found no live worker.
+    #[error("no live worker is registered under prefix '{prefix}': start workers (same --prefix) and try again; `producer workers` lists the live ones")]
+    NoWorkers {
+        /// The prefix looked under.
+        prefix: String,
+    },
+    /// `shutdown --worker` named a worker that is not alive.
+    #[error("worker '{worker}' is not a live worker under prefix '{prefix}': `producer workers` lists the live ones")]
+    UnknownWorker {
+        /// The id given.
+        worker: String,
+        /// The prefix looked under.
+        prefix: String,
+    },
+    /// Some workers did not answer a command; stdout says who and why.
+    #[error("{command}: {missing} worker(s) missing and {not_answering} alive but not answering (see the JSON on stdout)")]
+    Unanswered {
+        /// The command.
+        command: &'static str,
+        /// Workers whose heartbeats stopped.
+        missing: usize,
+        /// Workers heartbeating but silent.
+        not_answering: usize,
+    },
+    /// Interrupted while waiting for answers.
+    #[error("interrupted while waiting for answers to {command}")]
+    ControlInterrupted {
+        /// The command.
+        command: &'static str,
+    },
+    /// The job cannot be cancelled any more.
+    #[error("job {job} is already {status}: nothing to cancel")]
+    NotCancellable {
+        /// The job.
+        job: JobId,
+        /// Its status.
+        status: &'static str,
+    },
 }
 
 impl ProducerError {
@@ -86,7 +140,9 @@ impl ProducerError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Input(_) => 2,
-            Self::SubmitInterrupted { .. } | Self::WaitInterrupted { .. } => 130,
+            Self::SubmitInterrupted { .. }
+            | Self::WaitInterrupted { .. }
+            | Self::ControlInterrupted { .. } => 130,
             _ => 1,
         }
     }
@@ -97,16 +153,60 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerEr
     let topology = Topology::new(cli.connection.prefix.clone());
     match cli.command {
         Command::Submit { job } => {
-            let prepared = prepare::prepare(&job, &topology).map_err(ProducerError::Input)?;
-            let options = prepare::options(&job);
+            submit_job(&cli.connection, topology, &job, false, &shutdown).await
+        }
+        Command::Broadcast { job } => {
+            submit_job(&cli.connection, topology, &job, true, &shutdown).await
+        }
+        Command::Workers => {
             let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
-            let id = submit::submit(&cli.connection.amqp_url, &store, prepared, &shutdown).await?;
-            if options.wait {
-                wait_and_print(&store, id, options.timeout, &shutdown).await
-            } else {
-                println!("{id}");
-                Ok(())
+            let membership = Registry::new(&store).membership().await?;
+            eprintln!("{} live worker(s)", membership.live.len());
+            print_json(&workers::membership_json(&membership));
+            Ok(())
+        }
+        Command::Ping { wait } => {
+            let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
+            let timeout = Duration::from_secs(wait.timeout);
+            command(
+                &cli.connection.amqp_url,
+                &store,
+                ControlCommand::Ping,
+                timeout,
+                &shutdown,
+            )
+            .await
+        }
+        Command::Shutdown { worker, wait } => {
+            let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
+            if let Some(worker) = &worker {
+                let membership = Registry::new(&store).membership().await?;
+                if !membership.running().any(|info| &info.worker_id == worker) {
+                    return Err(ProducerError::UnknownWorker {
+                        worker: worker.clone(),
+                        prefix: store.topology().prefix().to_owned(),
+                    });
+                }
             }
+            let timeout = Duration::from_secs(wait.timeout);
+            let shutdown_command = ControlCommand::Shutdown { worker };
+            command(
+                &cli.connection.amqp_url,
+                &store,
+                shutdown_command,
+                timeout,
+                &shutdown,
+            )
+            .await
+        }
+        Command::Cancel { job, wait } => {
+            let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
+            let timeout = Duration::from_secs(wait.timeout);
+            let report =
+                cancel::cancel(&cli.connection.amqp_url, &store, job, timeout, &shutdown).await?;
+            let mut json = report.to_json();
+            json["job_id"] = job.to_string().into();
+            print_report(&report, json)
         }
         Command::Status { job } => {
             let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
@@ -188,6 +288,63 @@ async fn replay(
     Ok(())
 }
 
+/// Validates, records and publishes a job (`broadcast`: to every live worker), then prints its id or,
+/// with `--wait`, its summary.
+async fn submit_job(
+    connection: &taskq_common::config::ConnectionArgs,
+    topology: Topology,
+    job: &SubmitJob,
+    broadcast: bool,
+    shutdown: &CancellationToken,
+) -> Result<(), ProducerError> {
+    let prepared = prepare::prepare(job, &topology).map_err(ProducerError::Input)?;
+    if broadcast {
+        broadcast::validate(&prepared)?;
+    }
+    let options = prepare::options(job);
+    let store = JobStore::connect(&connection.redis_url, topology).await?;
+    let url = &connection.amqp_url;
+    let id = if broadcast {
+        broadcast::submit(url, &store, prepared, shutdown).await?
+    } else {
+        submit::submit(url, &store, prepared, shutdown).await?
+    };
+    if options.wait {
+        wait_and_print(&store, id, options.timeout, shutdown).await
+    } else {
+        println!("{id}");
+        Ok(())
+    }
+}
+
+/// Sends a command to every live worker it addresses and prints the report; exit 1 unless all answered.
+async fn command(
+    amqp_url: &str,
+    store: &JobStore,
+    command: ControlCommand,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(), ProducerError> {
+    let control = ControlPlane::connect(amqp_url, store).await?;
+    let report = control.send(command, timeout, shutdown).await?;
+    control.close().await;
+    if report.asked() == 0 && report.is_complete() {
+        return Err(ProducerError::NoWorkers {
+            prefix: store.topology().prefix().to_owned(),
+        });
+    }
+    print_report(&report, report.to_json())
+}
+
+fn print_report(report: &Report, json: serde_json::Value) -> Result<(), ProducerError> {
+    print_json(&json);
+    if report.is_complete() {
+        Ok(())
+    } else {
+        Err(report.incomplete())
+    }
+}
+
 async fn wait_and_print(
     store: &JobStore,
     job: JobId,
@@ -201,6 +358,7 @@ async fn wait_and_print(
             job,
             reason: state.error.unwrap_or_else(|| "no reason recorded".into()),
         }),
+        JobStatus::Cancelled => Err(ProducerError::JobCancelled { job }),
         _ => Ok(()),
     }
 }

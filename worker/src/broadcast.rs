@@ -35,6 +35,9 @@ pub struct Broadcast {
     pub registration: Arc<Registration>,
     /// The broadcast jobs this worker knows.
     shares: Mutex<Shares>,
+    /// Held while a job is looked up in Redis: the chunks of a new job arrive together, and one lookup
+    /// serves them all.
+    lookup: tokio::sync::Mutex<()>,
     /// Running chunks per job, for `cancel`.
     pub cancels: Arc<Cancellations>,
     /// Job state.
@@ -58,6 +61,7 @@ impl Broadcast {
         Self {
             registration,
             shares: Mutex::new(shares),
+            lookup: tokio::sync::Mutex::new(()),
             cancels,
             store,
             shutdown,
@@ -126,6 +130,11 @@ async fn decide(
     body: &[u8],
 ) -> Result<Decision, Refusal> {
     let broadcast = &lane.broadcast;
+    if let Some(decision) = broadcast.shares().decide(task.job_id, task.task_id, body) {
+        return Ok(decision);
+    }
+    let _lookup = broadcast.lookup.lock().await;
+    // Another chunk of the job may have looked it up while this one waited.
     if let Some(decision) = broadcast.shares().decide(task.job_id, task.task_id, body) {
         return Ok(decision);
     }

@@ -1,0 +1,56 @@
+//! Submitting a broadcast job: the live workers become its members (recorded before anything is sent),
+//! and every chunk goes through the broadcast exchange to all of them, all or nothing as for `submit`.
+
+use taskq_common::broadcast::{Member, MAX_BROADCAST_CHUNKS};
+use taskq_common::job::JobId;
+use taskq_common::registry::{Registry, WorkerInfo};
+use taskq_common::store::JobStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::prepare::Prepared;
+use crate::submit;
+use crate::ProducerError;
+
+/// Checks what can be checked before connecting: the size.
+pub fn validate(prepared: &Prepared) -> Result<(), ProducerError> {
+    let chunks = prepared.spec.total_chunks;
+    if chunks > MAX_BROADCAST_CHUNKS {
+        return Err(ProducerError::Input(format!(
+            "{chunks} chunks are more than the {MAX_BROADCAST_CHUNKS} a broadcast job may have (every worker holds all of them): raise --chunk-size, or use `submit`"
+        )));
+    }
+    Ok(())
+}
+
+/// Shares a prepared job among the live workers and publishes it; returns its id once every chunk is
+/// confirmed.
+pub async fn submit(
+    amqp_url: &str,
+    store: &JobStore,
+    mut prepared: Prepared,
+    shutdown: &CancellationToken,
+) -> Result<JobId, ProducerError> {
+    let membership = Registry::new(store).membership().await?;
+    let members: Vec<Member> = membership.running().map(WorkerInfo::member).collect();
+    if members.is_empty() {
+        return Err(ProducerError::NoWorkers {
+            prefix: store.topology().prefix().to_owned(),
+        });
+    }
+    let job = prepared.spec.id;
+    let names: Vec<&str> = members.iter().map(|m| m.worker_id.as_str()).collect();
+    eprintln!(
+        "broadcasting job {job} ({} chunks) to {} worker(s): {}",
+        prepared.spec.total_chunks,
+        members.len(),
+        names.join(", ")
+    );
+    store.record_members(job, &members).await?;
+    let exchange = store.topology().broadcast_exchange();
+    for message in &mut prepared.messages {
+        message.exchange.clone_from(&exchange);
+        // A fanout exchange ignores the routing key; the exchange's name makes errors say where it went.
+        message.queue.clone_from(&exchange);
+    }
+    submit::submit(amqp_url, store, prepared, shutdown).await
+}
