@@ -17,6 +17,7 @@ use lapin::types::FieldTable;
 use taskq_common::broker::{self, Outgoing, Publisher};
 use taskq_common::envelope::{encode, TaskMessage};
 use taskq_common::job::{now_ms, JobId, JobSpec};
+use taskq_common::registry::Registry;
 use taskq_common::store::JobStore;
 use taskq_common::tasks::{Lane, TaskPayload};
 use taskq_common::topology::Topology;
@@ -350,30 +351,80 @@ impl Deployment {
     pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
         let pid = self.pid(index).to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.wait_for_exit(index, Duration::from_secs(60))
+    }
+
+    /// Waits (bounded by `limit`) for a process to exit by itself; returns its exit status.
+    pub fn wait_for_exit(&mut self, index: usize, limit: Duration) -> std::process::ExitStatus {
         let child = &mut self.processes[index].child;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "process {index} ignored SIGTERM for 60 s"
+                "process {index} did not exit within {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
+    /// Starts one worker per id (`--worker-id`, then `args`) and waits until all are registered, so a
+    /// broadcast job or a command counts them in; returns their process indexes.
+    pub async fn start_registered_workers(&mut self, ids: &[&str], args: &[&str]) -> Vec<usize> {
+        let indexes = ids
+            .iter()
+            .map(|id| {
+                let mut all = vec!["--worker-id", id];
+                all.extend_from_slice(args);
+                self.start_worker(&all)
+            })
+            .collect();
+        let mut expected: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        expected.sort();
+        eventually(
+            "the workers to register",
+            Duration::from_secs(60),
+            || async {
+                let live = self.live_workers().await;
+                expected.iter().all(|id| live.contains(id)).then_some(())
+            },
+        )
+        .await;
+        indexes
+    }
+
+    /// The ids of the workers with a live registry entry, sorted.
+    pub async fn live_workers(&self) -> Vec<String> {
+        let membership = Registry::new(&self.store().await)
+            .membership()
+            .await
+            .expect("registry");
+        membership.live.into_iter().map(|w| w.worker_id).collect()
+    }
+
     async fn clean_up(prefix: String) {
         let topology = Topology::new(prefix);
+        let store = JobStore::connect(&redis_url(), topology.clone()).await.ok();
+        // Workers killed without a graceful stop leave their broadcast queue; the registry knows them.
+        let mut queues = topology.queues();
+        if let Some(store) = &store {
+            if let Ok(membership) = Registry::new(store).membership().await {
+                let workers = membership.live.into_iter().map(|w| w.worker_id);
+                let ids = workers.chain(membership.crashed.into_iter().map(|w| w.worker_id));
+                queues.extend(ids.map(|id| topology.broadcast_queue(&id)));
+            }
+        }
         if let Ok(connection) = broker::connect(&amqp_url(), "test cleanup").await {
             if let Ok(channel) = connection.create_channel().await {
-                for queue in topology.queues() {
+                for queue in queues {
                     let _ = channel
                         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
                         .await;
                 }
-                for exchange in topology.exchanges() {
+                let broadcast = topology.broadcast_exchange();
+                for exchange in topology.exchanges().into_iter().chain([broadcast]) {
                     let _ = channel
                         .exchange_delete(exchange.as_str().into(), Default::default())
                         .await;
@@ -381,7 +432,7 @@ impl Deployment {
             }
             let _ = connection.close(200, "done".into()).await;
         }
-        if let Ok(store) = JobStore::connect(&redis_url(), topology).await {
+        if let Some(store) = store {
             let _ = store.delete_everything().await;
         }
     }
@@ -439,6 +490,17 @@ impl Run {
     /// The exit code (`None` if killed by a signal).
     pub fn code(&self) -> Option<i32> {
         self.output.status.code()
+    }
+
+    /// Parses stdout as JSON, whatever the exit status (commands print their report either way).
+    pub fn stdout_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\nstdout: {}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
     }
 
     /// Asserts success and parses stdout as JSON.

@@ -2,7 +2,9 @@
 //! Redis, one isolated namespace per test (see the harness).
 
 mod bad_input;
+mod broadcast;
 mod consolidation;
+mod control;
 mod downloads;
 mod long_chunks;
 mod n_workers;

@@ -1,8 +1,10 @@
 //! Tests that need the machine and the shared services to themselves: outages of RabbitMQ and Redis,
-//! processes killed at random, and timing (heartbeats under full CPU load, one lane against the other). Cargo runs test binaries one
+//! processes killed at random, and timing (heartbeats under full CPU load, one lane against the other,
+//! how fast a cancel stops a running job). Cargo runs test binaries one
 //! after another, so nothing in the `integration` binary overlaps them, and each takes [`ONE_AT_A_TIME`]
 //! so they do not overlap each other either.
 
+mod cancel;
 mod chaos;
 mod heartbeat;
 mod lanes;

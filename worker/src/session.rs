@@ -144,7 +144,7 @@ impl Session {
         let tag = format!("{worker_id}-broadcast");
         // No prefetch limit: commands must never wait behind chunks (see crate::broadcast).
         let (channel, consumer) = broker::consume(&connection, &queue, 0, &tag).await?;
-        tracing::info!(%queue, "consuming");
+        tracing::info!(%queue, "receiving broadcasts and commands");
         let lane = Arc::new(BroadcastLane {
             broadcast: broadcast.clone(),
             chunks: context(publisher, None),

@@ -1,0 +1,168 @@
+//! The broadcast pattern with 3 workers: every worker receives the whole data set and runs its own share;
+//! together they run every item exactly once, also when one of them is killed mid-job.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use taskq_common::tasks::SumSquares;
+use taskq_tests::{eventually, output_lines, Deployment};
+
+const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
+
+/// The chunks each worker says it owned when it left the job (from its "left broadcast job" log line).
+async fn owned_per_worker(deployment: &Deployment, workers: &[usize]) -> Vec<u32> {
+    eventually(
+        "every worker to leave the finished job",
+        Duration::from_secs(30),
+        || async {
+            workers
+                .iter()
+                .map(|worker| {
+                    let log = deployment.log(*worker);
+                    let line = log.lines().find(|l| l.contains("left broadcast job"))?;
+                    let owned = line.split("owned ").nth(1)?.split(' ').next()?;
+                    owned.parse().ok()
+                })
+                .collect::<Option<Vec<u32>>>()
+        },
+    )
+    .await
+}
+
+/// Asserts the output holds sum-squares of each of `values`, each exactly once, in order.
+fn assert_sum_squares_once(summary: &Value, values: &[u64], logs: &str) {
+    assert_eq!(summary["status"], "completed", "{summary}\n{logs}");
+    assert_eq!(summary["items"].as_u64(), Some(values.len() as u64));
+    assert_eq!(summary["failed"].as_u64(), Some(0));
+    let lines = output_lines(summary);
+    assert_eq!(lines.len(), values.len(), "every item exactly once");
+    for (i, (line, n)) in lines.iter().zip(values).enumerate() {
+        assert_eq!(line["index"].as_u64(), Some(i as u64));
+        assert_eq!(line["input"].as_u64(), Some(*n));
+        assert_eq!(
+            line["output"].to_string(),
+            SumSquares::closed_form(*n).to_string(),
+            "item {i}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_broadcast_job_covers_every_item_exactly_once() {
+    let mut deployment = Deployment::new("broadcast");
+    let workers = deployment
+        .start_registered_workers(&WORKERS, &["--cpu-threads", "1"])
+        .await;
+    deployment.start_consumer();
+    let run = deployment.producer(&[
+        "broadcast",
+        "square",
+        "--values",
+        "1..=3000",
+        "--chunk-size",
+        "10",
+        "--wait",
+    ]);
+    assert!(
+        run.stderr().contains("to 3 worker(s): w1, w2, w3"),
+        "{}",
+        run.stderr()
+    );
+    let summary = run.json();
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["duplicates_ignored"].as_u64(), Some(0));
+    let lines = output_lines(&summary);
+    assert_eq!(lines.len(), 3000);
+    for (i, line) in lines.iter().enumerate() {
+        let x = i as i64 + 1;
+        assert_eq!(
+            (line["input"].as_i64(), line["output"].as_i64()),
+            (Some(x), Some(x * x)),
+            "line {i}"
+        );
+    }
+    // Each worker ran a share of its own, and the shares add up to the job: nothing twice, nothing left.
+    let owned = owned_per_worker(&deployment, &workers).await;
+    assert!(owned.iter().all(|n| *n > 0), "{owned:?}");
+    assert_eq!(owned.iter().sum::<u32>(), 300, "{owned:?}");
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_still_gives_exactly_once() {
+    let mut deployment = Deployment::new("broadcastkill");
+    let workers = deployment
+        .start_registered_workers(&WORKERS, &["--cpu-threads", "1"])
+        .await;
+    deployment.start_consumer();
+    // 600 items of a few tens of milliseconds each, 5 per chunk: long enough to kill a worker mid-job.
+    let values: Vec<u64> = (3_000_000..3_000_600).collect();
+    let list = values
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let run = deployment.producer(&[
+        "broadcast",
+        "sum-squares",
+        "--values",
+        &list,
+        "--chunk-size",
+        "5",
+    ]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let job: taskq_common::job::JobId = run.stdout().trim().parse().expect("job id");
+    let store = deployment.store().await;
+    eventually("a tenth of the job", Duration::from_secs(60), || async {
+        (store.require_job(job).await.unwrap().chunks_done >= 12).then_some(())
+    })
+    .await;
+    deployment.kill(workers[1]);
+    let at_kill = store.require_job(job).await.unwrap();
+    assert!(
+        !at_kill.status.is_final() && at_kill.chunks_done < 120,
+        "the job must still run when the worker dies: {at_kill:?}"
+    );
+
+    let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "150"]);
+    let logs = deployment.all_logs();
+    assert!(
+        waited.output.status.success(),
+        "{}\n{logs}",
+        waited.stderr()
+    );
+    assert_sum_squares_once(&waited.json(), &values, &logs);
+    let survivors = [deployment.log(workers[0]), deployment.log(workers[2])];
+    assert!(
+        survivors
+            .iter()
+            .any(|log| log.contains("took over chunks of stopped members")
+                && log.contains("from=w2")),
+        "a survivor took over w2's share:\n{logs}"
+    );
+}
+
+#[test]
+fn a_broadcast_without_live_workers_fails_and_says_why() {
+    let deployment = Deployment::new("broadcastnone");
+    let run = deployment.producer(&["broadcast", "square", "--values", "1..=3"]);
+    assert_eq!(run.code(), Some(1), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no live worker is registered"),
+        "{}",
+        run.stderr()
+    );
+    let too_big = deployment.producer(&[
+        "broadcast",
+        "square",
+        "--values",
+        "1..=100001",
+        "--chunk-size",
+        "1",
+    ]);
+    assert_eq!(too_big.code(), Some(2), "{}", too_big.stderr());
+    assert!(
+        too_big.stderr().contains("a broadcast job may have"),
+        "{}",
+        too_big.stderr()
+    );
+}
