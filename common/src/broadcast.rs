@@ -37,7 +37,7 @@ pub fn owner<'a>(
 }
 
 /// The member's weight for a chunk; ties (astronomically unlikely) go to the larger worker id.
-fn weight<'a>(job: JobId, chunk: u32, member: &'a Member) -> (u64, &'a str) {
+fn weight(job: JobId, chunk: u32, member: &Member) -> (u64, &str) {
     let job = job.to_string();
     let mut key = Vec::with_capacity(job.len() + 4 + member.worker_id.len());
     key.extend_from_slice(job.as_bytes());

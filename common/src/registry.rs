@@ -150,24 +150,28 @@ impl Registry {
     }
 
     /// Writes a worker's whole entry with a fresh time to live, and its heartbeat time in the index.
-    pub async fn heartbeat(&self, info: &WorkerInfo) -> Result<(), StoreError> {
+    /// Returns the entry it replaced, if it was readable (for noticing two workers with one id).
+    pub async fn heartbeat(&self, info: &WorkerInfo) -> Result<Option<WorkerInfo>, StoreError> {
         let entry = serde_json::to_string(info).expect("a registry entry encodes as JSON");
-        let _: () = redis::pipe()
+        let mut set = redis::cmd("SET");
+        set.arg(self.topology.worker_key(&info.worker_id))
+            .arg(entry)
+            .arg("PX")
+            .arg(ENTRY_TTL.as_millis() as u64)
+            .arg("GET");
+        let (previous, ()): (Option<String>, ()) = redis::pipe()
             .atomic()
-            .pset_ex(
-                self.topology.worker_key(&info.worker_id),
-                entry,
-                ENTRY_TTL.as_millis() as u64,
-            )
+            .add_command(set)
             .zadd(
                 self.topology.workers_key(),
                 &info.worker_id,
                 info.heartbeat_at_ms,
             )
+            .ignore()
             .query_async(&mut self.connection.clone())
             .await
             .map_err(command("writing the worker's registry entry"))?;
-        Ok(())
+        Ok(previous.and_then(|raw| serde_json::from_str(&raw).ok()))
     }
 
     /// Removes a worker that stops gracefully, so nobody counts it as crashed.

@@ -11,13 +11,13 @@ use crate::prepare::Prepared;
 use crate::submit;
 use crate::ProducerError;
 
-/// Checks what can be checked before connecting: the size.
-pub fn validate(prepared: &Prepared) -> Result<(), ProducerError> {
+/// Checks what can be checked before connecting: the size. The error says what to do.
+pub fn validate(prepared: &Prepared) -> Result<(), String> {
     let chunks = prepared.spec.total_chunks;
     if chunks > MAX_BROADCAST_CHUNKS {
-        return Err(ProducerError::Input(format!(
+        return Err(format!(
             "{chunks} chunks are more than the {MAX_BROADCAST_CHUNKS} a broadcast job may have (every worker holds all of them): raise --chunk-size, or use `submit`"
-        )));
+        ));
     }
     Ok(())
 }

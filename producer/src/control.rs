@@ -47,6 +47,7 @@ pub struct Report {
     answered: Vec<Value>,
     missing: Vec<Value>,
     not_answering: Vec<Value>,
+    /// Workers that stop or stopped gracefully (not asked, or no longer answering).
     stopping: Vec<String>,
 }
 
@@ -61,13 +62,13 @@ impl Report {
         self.missing.is_empty() && self.not_answering.is_empty()
     }
 
-    /// The error for an incomplete report.
-    pub fn incomplete(&self) -> ProducerError {
-        ProducerError::Unanswered {
+    /// The error to exit with, unless every worker asked answered.
+    pub fn incomplete(&self) -> Option<ProducerError> {
+        (!self.is_complete()).then(|| ProducerError::Unanswered {
             command: self.command,
             missing: self.missing.len(),
             not_answering: self.not_answering.len(),
-        }
+        })
     }
 
     /// The report as the JSON printed on stdout.
@@ -283,18 +284,36 @@ impl ControlPlane {
     }
 }
 
-/// Moves pending workers that are no longer alive (entry expired, or restarted as another run) to missing.
+/// Moves pending workers that will not answer out of `pending`: to `stopping` if they stop (or stopped)
+/// gracefully, to `missing` if their heartbeats stopped (entry expired, or the worker restarted as another
+/// run).
 fn gone(pending: &mut BTreeMap<String, WorkerInfo>, now: &Membership, report: &mut Report) {
-    let stopped: Vec<String> = pending
-        .values()
-        .filter(|info| !now.is_alive(&info.member()))
-        .map(|info| info.worker_id.clone())
-        .collect();
-    for worker_id in stopped {
-        let asked = pending.remove(&worker_id);
-        let last = now
-            .last_heartbeat_ms(&worker_id)
-            .or(asked.map(|info| info.heartbeat_at_ms));
-        report.missing(&worker_id, last, "");
+    let asked: Vec<WorkerInfo> = pending.values().cloned().collect();
+    for info in asked {
+        let id = &info.worker_id;
+        let entry = now.live.iter().find(|live| &live.worker_id == id);
+        let same_run = entry.filter(|live| live.instance == info.instance);
+        let crashed = now.crashed.iter().any(|crashed| &crashed.worker_id == id);
+        match same_run.map(|live| live.state) {
+            Some(WorkerState::Running) => continue,
+            Some(WorkerState::Stopping) => {
+                progress(format_args!(
+                    "  {id}: stopping gracefully; no answer expected"
+                ));
+                report.stopping.push(id.clone());
+            }
+            None if entry.is_none() && !crashed => {
+                progress(format_args!(
+                    "  {id}: stopped gracefully; no answer expected"
+                ));
+                report.stopping.push(id.clone());
+            }
+            None if entry.is_some() => {
+                let last = Some(info.heartbeat_at_ms);
+                report.missing(id, last, " (it restarted since, as another run)");
+            }
+            None => report.missing(id, now.last_heartbeat_ms(id), ""),
+        }
+        pending.remove(id);
     }
 }

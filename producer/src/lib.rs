@@ -33,7 +33,7 @@ use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, DlqAction, SubmitJob};
-use crate::control::{ControlPlane, Report};
+use crate::control::ControlPlane;
 
 /// Why a producer command did not succeed. [`ProducerError::exit_code`] maps each to the process exit code.
 #[derive(Debug, thiserror::Error)]
@@ -206,7 +206,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerEr
                 cancel::cancel(&cli.connection.amqp_url, &store, job, timeout, &shutdown).await?;
             let mut json = report.to_json();
             json["job_id"] = job.to_string().into();
-            print_report(&report, json)
+            print_json(&json);
+            report.incomplete().map_or(Ok(()), Err)
         }
         Command::Status { job } => {
             let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
@@ -299,7 +300,7 @@ async fn submit_job(
 ) -> Result<(), ProducerError> {
     let prepared = prepare::prepare(job, &topology).map_err(ProducerError::Input)?;
     if broadcast {
-        broadcast::validate(&prepared)?;
+        broadcast::validate(&prepared).map_err(ProducerError::Input)?;
     }
     let options = prepare::options(job);
     let store = JobStore::connect(&connection.redis_url, topology).await?;
@@ -333,16 +334,8 @@ async fn command(
             prefix: store.topology().prefix().to_owned(),
         });
     }
-    print_report(&report, report.to_json())
-}
-
-fn print_report(report: &Report, json: serde_json::Value) -> Result<(), ProducerError> {
-    print_json(&json);
-    if report.is_complete() {
-        Ok(())
-    } else {
-        Err(report.incomplete())
-    }
+    print_json(&report.to_json());
+    report.incomplete().map_or(Ok(()), Err)
 }
 
 async fn wait_and_print(

@@ -93,7 +93,8 @@ impl Registration {
         }
     }
 
-    /// Heartbeats from the moment `ready` turns true until `finished` fires, then unregisters. Once
+    /// Heartbeats while `ready` is true (a broker session is up and the broadcast queue bound, so a
+    /// producer that sees this worker can reach it) until `finished` fires, then unregisters. Once
     /// `stopping` fires the entry says so, and producers no longer count this worker in.
     pub async fn run(
         &self,
@@ -101,10 +102,6 @@ impl Registration {
         stopping: CancellationToken,
         finished: CancellationToken,
     ) {
-        tokio::select! {
-            _ = ready.wait_for(|ready| *ready) => {}
-            _ = finished.cancelled() => return,
-        }
         let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut registered, mut stop_announced) = (false, false);
@@ -113,7 +110,12 @@ impl Registration {
                 _ = ticks.tick() => {}
                 // At once, not at the next tick: producers stop counting this worker in.
                 _ = stopping.cancelled(), if !stop_announced => stop_announced = true,
+                // At once when a session comes up; while none is, the entry expires by itself.
+                Ok(()) = ready.changed() => {}
                 _ = finished.cancelled() => break,
+            }
+            if !*ready.borrow_and_update() {
+                continue;
             }
             let state = if stopping.is_cancelled() {
                 WorkerState::Stopping
@@ -127,11 +129,23 @@ impl Registration {
                 ..self.template.clone()
             };
             match self.registry.heartbeat(&info).await {
-                Ok(()) if !registered => {
-                    registered = true;
-                    tracing::info!(instance = %info.instance, "registered");
+                Ok(previous) => {
+                    let other = previous.filter(|p| p.instance != info.instance);
+                    match other {
+                        // Before the first write, that is this worker's previous run under the same id.
+                        Some(other) if registered => tracing::error!(
+                            other_instance = %other.instance,
+                            other_host = %other.host,
+                            other_pid = other.pid,
+                            "another worker runs with this --worker-id: give each worker its own, or broadcast jobs and commands go wrong"
+                        ),
+                        _ if !registered => {
+                            registered = true;
+                            tracing::info!(instance = %info.instance, "registered");
+                        }
+                        _ => {}
+                    }
                 }
-                Ok(()) => {}
                 Err(error) => tracing::warn!("{error}; heartbeat missed, retrying"),
             }
         }

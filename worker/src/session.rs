@@ -196,6 +196,8 @@ impl Session {
             run(self.broadcast),
             crate::takeover::run(&lane, &stop)
         );
+        // Unreachable through the broker now: stop heartbeating until the next session.
+        lane.broadcast.ready.send_replace(false);
         if shutdown.is_cancelled() {
             let options = QueueDeleteOptions::default();
             let channel = lane.chunks.publisher.channel();
