@@ -9,6 +9,16 @@ use taskq_tests::{eventually, output_lines, Deployment};
 
 const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
 
+/// A namespace with 3 registered workers (one CPU thread each: 3 workers on 2 cores) and a consumer.
+async fn three_workers_and_a_consumer(test: &str) -> (Deployment, Vec<usize>) {
+    let mut deployment = Deployment::new(test);
+    let workers = deployment
+        .start_registered_workers(&WORKERS, &["--cpu-threads", "1"])
+        .await;
+    deployment.start_consumer();
+    (deployment, workers)
+}
+
 /// The chunks each worker says it owned when it left the job (from its "left broadcast job" log line).
 async fn owned_per_worker(deployment: &Deployment, workers: &[usize]) -> Vec<u32> {
     eventually(
@@ -49,11 +59,7 @@ fn assert_sum_squares_once(summary: &Value, values: &[u64], logs: &str) {
 
 #[tokio::test]
 async fn a_broadcast_job_covers_every_item_exactly_once() {
-    let mut deployment = Deployment::new("broadcast");
-    let workers = deployment
-        .start_registered_workers(&WORKERS, &["--cpu-threads", "1"])
-        .await;
-    deployment.start_consumer();
+    let (deployment, workers) = three_workers_and_a_consumer("broadcast").await;
     let run = deployment.producer(&[
         "broadcast",
         "square",
@@ -89,11 +95,7 @@ async fn a_broadcast_job_covers_every_item_exactly_once() {
 
 #[tokio::test]
 async fn a_worker_killed_mid_job_still_gives_exactly_once() {
-    let mut deployment = Deployment::new("broadcastkill");
-    let workers = deployment
-        .start_registered_workers(&WORKERS, &["--cpu-threads", "1"])
-        .await;
-    deployment.start_consumer();
+    let (mut deployment, workers) = three_workers_and_a_consumer("broadcastkill").await;
     // 600 items of a few tens of milliseconds each, 5 per chunk: long enough to kill a worker mid-job.
     let values: Vec<u64> = (3_000_000..3_000_600).collect();
     let list = values
