@@ -1,5 +1,5 @@
-//! The control plane against 3 real workers: `workers` lists them, `ping` tells the answering from the
-//! killed, `shutdown` stops one gracefully, and `cancel` drops a submitted job's queued chunks.
+//! The control plane against real workers: `workers` lists them, `ping` tells the answering from the
+//! killed, `shutdown` stops one, then all, gracefully, and `cancel` drops a submitted job's queued chunks.
 
 use std::time::Duration;
 
@@ -94,6 +94,24 @@ async fn shutdown_stops_the_named_worker_as_sigterm_does() {
     assert!(log.contains("unregistered"), "{log}");
     assert!(deployment.is_running(workers[1]));
     assert_eq!(deployment.live_workers().await, ["w2"]);
+
+    // Without --worker: every live worker.
+    let report = deployment.producer(&["shutdown"]).json();
+    assert_eq!(ids(&report, "answered"), ["w2"]);
+    let status = deployment.wait_for_exit(workers[1], Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        deployment.log(workers[1])
+    );
+    assert!(deployment.live_workers().await.is_empty());
+    let nobody = deployment.producer(&["ping"]);
+    assert_eq!(nobody.code(), Some(1));
+    assert!(
+        nobody.stderr().contains("no live worker"),
+        "{}",
+        nobody.stderr()
+    );
 }
 
 #[tokio::test]
