@@ -194,6 +194,18 @@ mod tests {
     }
 
     #[test]
+    fn statuses_round_trip_and_cancelling_is_neither_active_nor_final() {
+        use JobStatus::*;
+        for status in [
+            Submitting, Running, Completed, Failed, Cancelling, Cancelled,
+        ] {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        assert!(!Cancelling.is_final() && !Cancelling.is_active());
+        assert!(Cancelled.is_final() && Running.is_active());
+    }
+
+    #[test]
     fn job_ids_round_trip_and_bad_ones_are_explained() {
         let id = JobId::new();
         assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
