@@ -179,32 +179,8 @@ impl Topology {
         );
         args.insert(ShortString::from("x-overflow"), string("reject-publish"));
         declare_queue(channel, name, args).await?;
-        let declare_error = |source| BrokerError::Declare {
-            queue: name.to_owned(),
-            source,
-        };
-        channel
-            .exchange_declare(
-                name.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(declare_error)?;
-        channel
-            .queue_bind(
-                name.into(),
-                name.into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(declare_error)
+        declare_fanout(channel, name).await?;
+        bind(channel, name, name).await
     }
 }
 
@@ -241,22 +217,7 @@ impl Topology {
     }
 
     async fn declare_broadcast_exchange(&self, channel: &Channel) -> Result<(), BrokerError> {
-        let name = self.broadcast_exchange();
-        channel
-            .exchange_declare(
-                name.as_str().into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|source| BrokerError::Declare {
-                queue: name.clone(),
-                source,
-            })
+        declare_fanout(channel, &self.broadcast_exchange()).await
     }
 
     /// Declares a worker's broadcast queue and binds it to the broadcast exchange. Not exclusive, so a
@@ -275,20 +236,38 @@ impl Topology {
             AMQPValue::LongLongInt(BROADCAST_QUEUE_EXPIRES.as_millis() as i64),
         );
         declare_queue(channel, &queue, args).await?;
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                self.broadcast_exchange().as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|source| BrokerError::Declare {
-                queue: queue.clone(),
-                source,
-            })?;
+        bind(channel, &queue, &self.broadcast_exchange()).await?;
         Ok(queue)
+    }
+}
+
+/// Declares a durable fanout exchange (idempotent).
+async fn declare_fanout(channel: &Channel, name: &str) -> Result<(), BrokerError> {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let fanout = ExchangeKind::Fanout;
+    channel
+        .exchange_declare(name.into(), fanout, options, FieldTable::default())
+        .await
+        .map_err(declare_error(name))
+}
+
+/// Binds `queue` to `exchange` (idempotent).
+async fn bind(channel: &Channel, queue: &str, exchange: &str) -> Result<(), BrokerError> {
+    let (options, args) = (QueueBindOptions::default(), FieldTable::default());
+    channel
+        .queue_bind(queue.into(), exchange.into(), "".into(), options, args)
+        .await
+        .map_err(declare_error(queue))
+}
+
+/// The error for a queue or exchange `name` that could not be declared or bound.
+fn declare_error(name: &str) -> impl FnOnce(lapin::Error) -> BrokerError + '_ {
+    move |source| BrokerError::Declare {
+        queue: name.to_owned(),
+        source,
     }
 }
 
@@ -307,10 +286,7 @@ async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Resul
         .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
         .await
         .map(|_| ())
-        .map_err(|source| BrokerError::Declare {
-            queue: name.to_owned(),
-            source,
-        })
+        .map_err(declare_error(name))
 }
 
 #[cfg(test)]

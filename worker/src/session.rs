@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lapin::message::Delivery;
 use lapin::options::QueueDeleteOptions;
-use lapin::Connection;
+use lapin::{Channel, Connection, Consumer};
 use taskq_common::broker::{self, BrokerError, Publisher};
 use taskq_common::connection_watch::ConnectionWatch;
 use taskq_common::consume::Consuming;
@@ -107,16 +107,10 @@ impl Session {
             }
             Prefetch::Fixed(_) => (None, None),
         };
+        let handle = chunk_handler(context(publisher, costs));
         let cpu = LaneSession {
-            consuming: Consuming {
-                connection: None,
-                channel,
-                consumer,
-                queue,
-                watch: watch.clone(),
-            },
-            handle: chunk_handler(context(publisher, costs)),
             prefetch_changes,
+            ..LaneSession::new(channel, consumer, queue, watch.clone(), handle)
         };
 
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
@@ -125,17 +119,8 @@ impl Session {
         let tag = format!("{worker_id}-io");
         let (channel, consumer) = broker::consume(&connection, &queue, prefetch, &tag).await?;
         tracing::info!(%queue, prefetch, "consuming");
-        let io = LaneSession {
-            consuming: Consuming {
-                connection: None,
-                channel,
-                consumer,
-                queue,
-                watch: watch.clone(),
-            },
-            handle: chunk_handler(context(publisher, None)),
-            prefetch_changes: None,
-        };
+        let handle = chunk_handler(context(publisher, None));
+        let io = LaneSession::new(channel, consumer, queue, watch.clone(), handle);
 
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
         let queue = topology
@@ -151,19 +136,9 @@ impl Session {
             queue: queue.clone(),
         });
         let handle_lane = lane.clone();
-        let broadcast_session = LaneSession {
-            consuming: Consuming {
-                connection: None,
-                channel,
-                consumer,
-                queue,
-                watch,
-            },
-            handle: Box::new(move |delivery| {
-                broadcast::handle(handle_lane.clone(), delivery).boxed()
-            }),
-            prefetch_changes: None,
-        };
+        let handle: Handle =
+            Box::new(move |delivery| broadcast::handle(handle_lane.clone(), delivery).boxed());
+        let broadcast_session = LaneSession::new(channel, consumer, queue, watch, handle);
         broadcast.ready.send_replace(true);
         Ok(Self {
             connection,
@@ -214,6 +189,27 @@ impl Session {
 }
 
 impl LaneSession {
+    /// A lane consuming `queue` on `channel`, its connection owned by the session, at a fixed prefetch.
+    fn new(
+        channel: Channel,
+        consumer: Consumer,
+        queue: String,
+        watch: ConnectionWatch,
+        handle: Handle,
+    ) -> Self {
+        Self {
+            consuming: Consuming {
+                connection: None,
+                channel,
+                consumer,
+                queue,
+                watch,
+            },
+            handle,
+            prefetch_changes: None,
+        }
+    }
+
     async fn run(self, stop: &CancellationToken, timeout: Duration) -> Result<(), BrokerError> {
         let changes = self
             .prefetch_changes
