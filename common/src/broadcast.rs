@@ -31,14 +31,14 @@ pub fn owner<'a>(
     chunk: u32,
     candidates: impl IntoIterator<Item = &'a Member>,
 ) -> Option<&'a Member> {
+    let job = job.to_string();
     candidates
         .into_iter()
-        .max_by(|a, b| weight(job, chunk, a).cmp(&weight(job, chunk, b)))
+        .max_by_key(|member| weight(&job, chunk, member))
 }
 
 /// The member's weight for a chunk; ties (astronomically unlikely) go to the larger worker id.
-fn weight(job: JobId, chunk: u32, member: &Member) -> (u64, &str) {
-    let job = job.to_string();
+fn weight<'a>(job: &str, chunk: u32, member: &'a Member) -> (u64, &'a str) {
     let mut key = Vec::with_capacity(job.len() + 4 + member.worker_id.len());
     key.extend_from_slice(job.as_bytes());
     key.extend_from_slice(&chunk.to_le_bytes());

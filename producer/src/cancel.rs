@@ -39,9 +39,12 @@ pub async fn cancel(
     let control = ControlPlane::connect(amqp_url, store).await?;
     let report = control
         .send(Command::Cancel { job }, timeout, shutdown)
-        .await?;
+        .await;
+    // The job is `cancelling` whatever became of the command (interrupted, a broker hiccup): the consumer
+    // must still be told, or the job would wait forever.
     control.notify_consumer(job).await?;
     control.close().await;
+    let report = report?;
     eprintln!("the consumer writes what the job has: `producer wait {job}` shows it");
     Ok(report)
 }

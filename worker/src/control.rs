@@ -30,26 +30,26 @@ pub async fn handle(lane: &BroadcastLane, delivery: Delivery) {
         command = message.command.name(),
         id = %message.command_id
     );
-    carry_out(lane, &message).instrument(span).await;
+    let acted = carry_out(lane, &message).instrument(span).await;
     broker::ack(&delivery).await;
-    if matches!(message.command, Command::Shutdown { .. })
-        && message
-            .command
-            .addresses(lane.broadcast.registration.worker_id())
-    {
+    // `acted` is false for an expired command: a stale `shutdown` left in this worker's queue must not
+    // stop a worker restarted under the same id.
+    if acted && matches!(message.command, Command::Shutdown { .. }) {
         tracing::info!("stop requested by `producer shutdown`: finishing in-flight work");
         lane.broadcast.shutdown.cancel();
     }
 }
 
-async fn carry_out(lane: &BroadcastLane, message: &ControlMessage) {
+/// Carries out a command addressed to this worker and answers it; false if it was not for this worker
+/// or arrived after its sender stopped waiting.
+async fn carry_out(lane: &BroadcastLane, message: &ControlMessage) -> bool {
     let registration = &lane.broadcast.registration;
     if !message.command.addresses(registration.worker_id()) {
-        return;
+        return false;
     }
     if now_ms() > message.expires_at_ms {
         tracing::info!("command arrived after its sender stopped waiting; ignored");
-        return;
+        return false;
     }
     let outcome = match &message.command {
         Command::Ping => Outcome::Pong {
@@ -95,4 +95,5 @@ async fn carry_out(lane: &BroadcastLane, message: &ControlMessage) {
         // The producer gave up (its reply queue is gone): nobody is left to tell.
         Err(error) => tracing::warn!("answer not delivered: {error}"),
     }
+    true
 }

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use taskq_common::broker::BrokerError;
 use taskq_common::connect;
-use taskq_common::registry::{Registry, HEARTBEAT_INTERVAL};
+use taskq_common::registry::{Registry, ENTRY_TTL};
 use tokio_util::sync::CancellationToken;
 
 use crate::broadcast::Broadcast;
@@ -99,7 +99,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         store.clone(),
         cancels,
         shutdown.clone(),
-        HEARTBEAT_INTERVAL,
+        // Missing for a whole entry lifetime, not one heartbeat: a heartbeat lost while Redis restarts
+        // must not make a live member count as stopped.
+        ENTRY_TTL,
     ));
     let finished = CancellationToken::new();
     let heartbeats = tokio::spawn({

@@ -81,6 +81,9 @@ struct Share {
     held: BTreeMap<u32, Vec<u8>>,
     owned: BTreeSet<u32>,
     taken_over: usize,
+    /// Held chunks may have changed owner (a member stopped, or a takeover must be tried again): only then
+    /// is it worth rehashing every held chunk.
+    takeover_due: bool,
 }
 
 impl Share {
@@ -137,6 +140,7 @@ impl Shares {
                 held: BTreeMap::new(),
                 owned: BTreeSet::new(),
                 taken_over: 0,
+                takeover_due: false,
             }),
             _ => Job::Outsider,
         });
@@ -204,6 +208,7 @@ impl Shares {
                 newly_stopped.push(id.clone());
             }
         }
+        share.takeover_due |= !newly_stopped.is_empty();
         for id in &newly_stopped {
             share.missing_since.remove(id);
             share.stopped.insert(id.clone());
@@ -216,7 +221,7 @@ impl Shares {
         let Some(Job::Member(share)) = self.jobs.get(&job) else {
             return Vec::new();
         };
-        if share.stopped.is_empty() {
+        if !share.takeover_due {
             return Vec::new();
         }
         share
@@ -232,6 +237,7 @@ impl Shares {
         let Some(Job::Member(share)) = self.jobs.get_mut(&job) else {
             return Vec::new();
         };
+        share.takeover_due = false;
         for chunk in done {
             share.held.remove(chunk);
         }
@@ -246,6 +252,7 @@ impl Shares {
         if let Some(Job::Member(share)) = self.jobs.get_mut(&job) {
             share.taken_over -= chunks.len().min(share.taken_over);
             share.held.extend(chunks);
+            share.takeover_due = true;
         }
     }
 }
