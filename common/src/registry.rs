@@ -159,7 +159,8 @@ impl Registry {
             .arg("PX")
             .arg(ENTRY_TTL.as_millis() as u64)
             .arg("GET");
-        let (previous, ()): (Option<String>, ()) = redis::pipe()
+        // The index update is ignored, so the pipeline answers with the SET's reply alone.
+        let (previous,): (Option<String>,) = redis::pipe()
             .atomic()
             .add_command(set)
             .zadd(
