@@ -6,6 +6,9 @@
 //! than one per thread, so a worker never hoards chunks an idle worker could take; tiny chunks need many,
 //! or throughput is capped at `prefetch / overhead`. The target is clamped to
 //! `[threads + 1, threads x 32]` and only changed when it moves by half or more, at most once a second.
+//! A decrease must also be wanted for [`DECREASE_AFTER`] in a row: every change is a re-subscription (the
+//! broker requeues deliveries already on their way to the old consumer), and for tiny chunks a noisy
+//! sample or two would otherwise make the prefetch flap, which cost a quarter of the throughput.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,8 @@ const WARM_UP: u32 = 8;
 const MAX_PER_THREAD: u32 = 32;
 /// Least time between changes.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a lower prefetch must be wanted before it is applied.
+const DECREASE_AFTER: Duration = Duration::from_secs(3);
 
 /// Tracks chunk costs and proposes a new prefetch when the current one no longer fits.
 #[derive(Debug)]
@@ -27,6 +32,8 @@ pub struct AdaptivePrefetch {
     overhead_secs: f64,
     samples: u32,
     last_change: Option<Instant>,
+    /// Since when a lower prefetch has been wanted without a break.
+    lower_wanted_since: Option<Instant>,
 }
 
 impl AdaptivePrefetch {
@@ -44,6 +51,7 @@ impl AdaptivePrefetch {
             overhead_secs: 0.0,
             samples: 0,
             last_change: None,
+            lower_wanted_since: None,
         }
     }
 
@@ -68,10 +76,21 @@ impl AdaptivePrefetch {
         }
         let target = self.target();
         let current = f64::from(self.current);
-        let moved_enough = f64::from(target) >= current * 1.5 || f64::from(target) <= current / 1.5;
-        if target == self.current || !moved_enough {
+        let higher = f64::from(target) >= current * 1.5;
+        let lower = f64::from(target) <= current / 1.5;
+        if !lower {
+            self.lower_wanted_since = None;
+        }
+        if target == self.current || !(higher || lower) {
             return None;
         }
+        if lower {
+            let since = *self.lower_wanted_since.get_or_insert(now);
+            if now - since < DECREASE_AFTER {
+                return None;
+            }
+        }
+        self.lower_wanted_since = None;
         self.current = target;
         self.last_change = Some(now);
         Some(target)
@@ -134,6 +153,33 @@ mod tests {
         let mut steady = AdaptivePrefetch::new(2, 4);
         // Overhead equal to compute wants 2 + 2 = 4: already there.
         assert_eq!(feed(&mut steady, 2.0, 2.0, 30), None);
+    }
+
+    #[test]
+    fn a_brief_dip_does_not_shrink_the_prefetch() {
+        let mut controller = AdaptivePrefetch::new(2, 4);
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let observe = |c: &mut AdaptivePrefetch, compute_us: u64, ms: u64| {
+            c.observe(
+                Duration::from_micros(compute_us),
+                Duration::from_millis(2),
+                at(ms),
+            )
+        };
+        let mut last = None;
+        for i in 0..20 {
+            last = observe(&mut controller, 50, 100 * i).or(last);
+        }
+        assert_eq!(last, Some(64));
+        // Two seconds of slower chunks (wanting fewer slots), then tiny ones again: no change.
+        for i in 0..20 {
+            assert_eq!(observe(&mut controller, 400, 2_000 + 100 * i), None);
+        }
+        for i in 0..20 {
+            assert_eq!(observe(&mut controller, 50, 4_000 + 100 * i), None);
+        }
+        assert_eq!(controller.current(), 64);
     }
 
     #[test]
