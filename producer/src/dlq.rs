@@ -106,7 +106,7 @@ impl DeadLetters {
     }
 
     /// Closes the channel; dead letters not acknowledged go back to the queue.
-    async fn close(self) {
+    pub async fn close(self) {
         let _ = self.channel.close(200, "done".into()).await;
         let _ = self.connection.close(200, "done".into()).await;
     }
@@ -173,8 +173,9 @@ impl TakenLetters {
     }
 }
 
-/// `dlq replay`, first half: takes the replayable dead letters (of `job`, if given) and groups them into
-/// one new job per original job. Letters that are not tasks this build can run stay in the queue.
+/// `dlq replay`: takes the replayable dead letters (of `job`, if given) and groups them into
+/// one new job per original job. Letters that are not tasks this build can run stay in the queue. The
+/// caller acknowledges each replay's letters once its job is enqueued, then [`DeadLetters::close`]s.
 pub async fn replays(
     letters: &DeadLetters,
     job: Option<JobId>,
@@ -207,11 +208,6 @@ pub async fn replays(
         });
     }
     Ok(replays)
-}
-
-/// `dlq replay`, second half: closes the queue; dead letters not acknowledged go back to it.
-pub async fn finish(letters: DeadLetters) {
-    letters.close().await;
 }
 
 fn replay_job(letters: &[Letter], topology: &Topology) -> Result<Prepared, String> {

@@ -270,7 +270,7 @@ async fn replay(
         tracing::info!(%original, replay = %id, chunks, "dead chunks replayed as a new job");
         submitted.push((original, id, chunks, items));
     }
-    dlq::finish(letters).await;
+    letters.close().await;
     let mut report = Vec::with_capacity(submitted.len());
     for (original, id, chunks, items) in submitted {
         let mut entry = serde_json::json!({
