@@ -10,6 +10,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 use crate::config::redact_url;
 use crate::envelope::CONTENT_TYPE;
+use crate::settle::Received;
 
 /// How long connecting may take before the broker counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -340,7 +341,7 @@ pub struct DeadLetter<'a> {
 pub async fn quarantine(
     publisher: &Publisher,
     dead_queue: &str,
-    delivery: &lapin::message::Delivery,
+    delivery: &Received,
     letter: &DeadLetter<'_>,
 ) {
     tracing::warn!(
@@ -348,10 +349,10 @@ pub async fn quarantine(
         "refusing message: moving it to the dead-letter queue"
     );
     match dead_letter_copy(publisher, dead_queue, delivery, letter).await {
-        Ok(()) => ack(delivery).await,
+        Ok(()) => delivery.ack().await,
         Err(error) => {
             tracing::warn!("dead-lettering failed ({error}); the message goes back to its queue");
-            requeue_after(delivery, Duration::from_secs(1)).await
+            delivery.requeue_after(Duration::from_secs(1)).await
         }
     }
 }
@@ -384,29 +385,4 @@ async fn dead_letter_copy(
         ..Outgoing::default()
     };
     publisher.publish(&outgoing).await
-}
-
-/// Acknowledges a delivery. A failure is only logged: the broker redelivers, and redeliveries are
-/// recognised downstream (results are recorded once per chunk).
-pub async fn ack(delivery: &lapin::message::Delivery) {
-    use lapin::options::BasicAckOptions;
-    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
-        tracing::warn!("ack failed ({error}); the broker will redeliver the message");
-    }
-}
-
-/// Returns a delivery to its queue after `delay`, so a failing dependency is not hammered in a hot loop.
-/// A failure is only logged: the broker requeues every unacknowledged message when the channel closes.
-pub async fn requeue_after(delivery: &lapin::message::Delivery, delay: Duration) {
-    use lapin::options::BasicNackOptions;
-    tokio::time::sleep(delay).await;
-    let options = BasicNackOptions {
-        requeue: true,
-        ..Default::default()
-    };
-    if let Err(error) = delivery.nack(options).await {
-        tracing::warn!(
-            "returning a message to its queue failed ({error}); it returns when the channel closes"
-        );
-    }
 }

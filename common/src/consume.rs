@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use futures::stream::{SelectAll, Stream};
 use futures::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
@@ -15,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::BrokerError;
 use crate::connection_watch::ConnectionWatch;
+use crate::settle::{Received, Settler};
 
 /// A consumer of one queue, on its own channel.
 pub struct Consuming {
@@ -32,7 +32,7 @@ pub struct Consuming {
 }
 
 impl Consuming {
-    /// Spawns `handle(delivery)` for each delivery until `shutdown` fires (`Ok`) or the connection fails
+    /// Spawns `handle(delivery)` for each delivery (settled through one [`Settler`] per channel) until `shutdown` fires (`Ok`) or the connection fails
     /// (`Err`: the caller reconnects). On a stop, handlers already running get `drain_timeout` to finish.
     /// On a failed connection they are not waited for: they can no longer ack, the broker requeues their
     /// messages, and reconnecting at once is what keeps the worker from stalling.
@@ -48,7 +48,7 @@ impl Consuming {
         mut handle: H,
     ) -> Result<(), BrokerError>
     where
-        H: FnMut(Delivery) -> Fut,
+        H: FnMut(Received) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
         P: Stream<Item = u16> + Unpin,
     {
@@ -57,6 +57,7 @@ impl Consuming {
         let mut consumers: SelectAll<Consumer> = SelectAll::new();
         consumers.push(self.consumer);
         let in_flight = TaskTracker::new();
+        let settler = Settler::new(self.channel.clone());
         let mut generation = 0u32;
         let outcome = loop {
             tokio::select! {
@@ -64,7 +65,7 @@ impl Consuming {
                 error = self.watch.lost() => break Err(error),
                 next = consumers.next() => match next {
                     Some(Ok(delivery)) => {
-                        in_flight.spawn(handle(delivery));
+                        in_flight.spawn(handle(settler.receive(delivery)));
                     }
                     Some(Err(source)) => break Err(BrokerError::channel("consuming")(source)),
                     None => break Err(BrokerError::ConsumerEnded { queue: self.queue.clone() }),

@@ -17,7 +17,7 @@
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`store`]: job state in Redis.
 //! - [`consume`]: the consuming loop with graceful drain; [`connection_watch`] ends it when the
-//!   connection fails.
+//!   connection fails; [`settle`]: acks in batches.
 //! - [`registry`]: live workers in Redis, with heartbeats; [`broadcast`]: broadcast jobs' members and
 //!   who owns which chunk; [`control`]: the control plane's commands and replies; [`cancel`]: cancelling
 //!   a job in Redis.
@@ -37,6 +37,7 @@ pub mod envelope;
 pub mod job;
 pub mod registry;
 pub mod service;
+pub mod settle;
 pub mod shutdown;
 pub mod store;
 pub mod tasks;

@@ -1,16 +1,16 @@
 //! A cancelled job's notice, sent by `producer cancel` once every live worker stopped the job: write the
 //! output of the chunks recorded so far and mark the job cancelled, so `producer wait` returns with it.
 
-use lapin::message::Delivery;
 use taskq_common::cancel::Finish;
 use taskq_common::control::JobCancelledNotice;
 use taskq_common::envelope;
+use taskq_common::settle::Received;
 use tracing::Instrument;
 
 use crate::handler::{self, Context};
 
 /// Handles one notice to the end.
-pub async fn handle(context: &Context, delivery: &Delivery) {
+pub async fn handle(context: &Context, delivery: &Received) {
     let notice: JobCancelledNotice = match envelope::decode(&delivery.data) {
         Ok(notice) => notice,
         Err(reason) => return handler::refuse(context, delivery, &reason.to_string()).await,

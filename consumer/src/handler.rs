@@ -4,12 +4,12 @@
 
 use std::path::PathBuf;
 
-use lapin::message::Delivery;
 use taskq_common::broker::{self, DeadLetter, Publisher};
 use taskq_common::cancel::Finish;
 use taskq_common::control::JOB_CANCELLED_TYPE;
 use taskq_common::envelope::{self, ResultMessage};
 use taskq_common::job::JobId;
+use taskq_common::settle::Received;
 use taskq_common::store::{JobStore, Recorded};
 use tracing::Instrument;
 
@@ -31,7 +31,7 @@ pub struct Context {
 }
 
 /// Handles one result delivery (or cancelled job's notice) to the end.
-pub async fn handle(context: std::sync::Arc<Context>, delivery: Delivery) {
+pub async fn handle(context: std::sync::Arc<Context>, delivery: Received) {
     let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
     if kind == Some(JOB_CANCELLED_TYPE) {
         return crate::cancelled::handle(&context, &delivery).await;
@@ -50,7 +50,7 @@ pub async fn handle(context: std::sync::Arc<Context>, delivery: Delivery) {
     record(&context, &delivery, result).instrument(span).await
 }
 
-async fn record(context: &Context, delivery: &Delivery, result: ResultMessage) {
+async fn record(context: &Context, delivery: &Received, result: ResultMessage) {
     let job = result.job_id;
     let recorded = context
         .store
@@ -85,19 +85,19 @@ async fn record(context: &Context, delivery: &Delivery, result: ResultMessage) {
         }
         Err(error) => {
             tracing::warn!("{error}; the result goes back to the queue");
-            return broker::requeue_after(delivery, RETRY_DELAY).await;
+            return delivery.requeue_after(RETRY_DELAY).await;
         }
     };
     if job_done {
         finish(context, delivery, job, Finish::Complete).await
     } else {
-        broker::ack(delivery).await
+        delivery.ack().await
     }
 }
 
 /// Writes the job's output `how` it ends, then acks the delivery that asked for it; or returns the
 /// delivery to the queue to try again later.
-pub(crate) async fn finish(context: &Context, delivery: &Delivery, job: JobId, how: Finish) {
+pub(crate) async fn finish(context: &Context, delivery: &Received, job: JobId, how: Finish) {
     match finalize(&context.store, &context.output_dir, job, how).await {
         Ok(summary) => tracing::info!(
             status = %summary["status"],
@@ -112,19 +112,19 @@ pub(crate) async fn finish(context: &Context, delivery: &Delivery, job: JobId, h
             tracing::error!("job cannot complete: {reason}");
             if let Err(error) = context.store.fail(job, &reason).await {
                 tracing::warn!("{error}; the message goes back to the queue");
-                return broker::requeue_after(delivery, RETRY_DELAY).await;
+                return delivery.requeue_after(RETRY_DELAY).await;
             }
         }
         Err(error) => {
             tracing::warn!("{error}; the message goes back to the queue to finish the job later");
-            return broker::requeue_after(delivery, RETRY_DELAY).await;
+            return delivery.requeue_after(RETRY_DELAY).await;
         }
     }
-    broker::ack(delivery).await
+    delivery.ack().await
 }
 
 /// Copies a message that can never be used to the dead-letter queue with `reason`, then acks it.
-pub(crate) async fn refuse(context: &Context, delivery: &Delivery, reason: &str) {
+pub(crate) async fn refuse(context: &Context, delivery: &Received, reason: &str) {
     let dead_queue = context.store.topology().dead_queue();
     let letter = DeadLetter {
         reason,

@@ -11,11 +11,10 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use lapin::message::Delivery;
-use taskq_common::broker;
 use taskq_common::control::CONTROL_TYPE;
 use taskq_common::envelope::{self, TaskMessage};
 use taskq_common::job::JobId;
+use taskq_common::settle::Received;
 use taskq_common::store::{JobStore, StoreError};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -89,7 +88,7 @@ pub struct BroadcastLane {
 }
 
 /// Handles one delivery from the broadcast queue.
-pub async fn handle(lane: Arc<BroadcastLane>, delivery: Delivery) {
+pub async fn handle(lane: Arc<BroadcastLane>, delivery: Received) {
     let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
     if kind == Some(CONTROL_TYPE) {
         return crate::control::handle(&lane, delivery).await;
@@ -105,16 +104,16 @@ pub async fn handle(lane: Arc<BroadcastLane>, delivery: Delivery) {
             // The chunk is this worker's now: a retry must come back to this worker's queue, not go
             // through the broadcast exchange to everybody (retries route by the delivery's routing key).
             let mut delivery = delivery;
-            delivery.routing_key = lane.queue.as_str().into();
+            delivery.set_routing_key(&lane.queue);
             handler::handle(lane.chunks.clone(), delivery).await
         }
-        Ok(Decision::Hold | Decision::Ignore) => broker::ack(&delivery).await,
+        Ok(Decision::Hold | Decision::Ignore) => delivery.ack().await,
         Err(Refusal::Refuse(reason)) => {
             handler::refuse(&lane.chunks, &delivery, &reason, None).await
         }
         Err(Refusal::Store(error)) => {
             tracing::warn!("{error}; the broadcast chunk goes back to the queue");
-            broker::requeue_after(&delivery, RETRY_DELAY).await
+            delivery.requeue_after(RETRY_DELAY).await
         }
     }
 }

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use lapin::message::Delivery;
-use taskq_common::broker::{self, Outgoing};
+use taskq_common::broker::Outgoing;
 use taskq_common::control::{Command, ControlMessage, ControlReply, Outcome, REPLY_TYPE};
 use taskq_common::envelope::{self, WIRE_VERSION};
 use taskq_common::job::now_ms;
+use taskq_common::settle::Received;
 use tracing::Instrument;
 
 use crate::broadcast::BroadcastLane;
@@ -17,7 +17,7 @@ use crate::handler;
 pub const CANCEL_WAIT: Duration = Duration::from_secs(5);
 
 /// Handles one control message to the end (acked, or dead-lettered if unreadable).
-pub async fn handle(lane: &BroadcastLane, delivery: Delivery) {
+pub async fn handle(lane: &BroadcastLane, delivery: Received) {
     let message: ControlMessage = match envelope::decode(&delivery.data) {
         Ok(message) => message,
         Err(reason) => {
@@ -31,7 +31,7 @@ pub async fn handle(lane: &BroadcastLane, delivery: Delivery) {
         id = %message.command_id
     );
     let acted = carry_out(lane, &message).instrument(span).await;
-    broker::ack(&delivery).await;
+    delivery.ack().await;
     // `acted` is false for an expired command: a stale `shutdown` left in this worker's queue must not
     // stop a worker restarted under the same id.
     if acted && matches!(message.command, Command::Shutdown { .. }) {

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::message::Delivery;
 use taskq_common::broker::{self, BrokerError, DeadLetter, Outgoing, Publisher};
 use taskq_common::envelope::{self, ResultMessage, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobStatus;
+use taskq_common::settle::Received;
 use taskq_common::store::{Claim, JobStore};
 use taskq_common::tasks::TEST_ONLY_KINDS;
 use taskq_common::topology::{Topology, REASON_HEADER, RETRY_DELAYS};
@@ -66,7 +66,7 @@ pub struct ChunkCost {
 }
 
 /// Handles one delivery to the end: acked, requeued, dead-lettered, or left for redelivery.
-pub async fn handle(context: Arc<Context>, delivery: Delivery) {
+pub async fn handle(context: Arc<Context>, delivery: Received) {
     match envelope::decode_task(&delivery.data) {
         Ok(task) => {
             let span = tracing::info_span!(
@@ -89,7 +89,7 @@ pub async fn handle(context: Arc<Context>, delivery: Delivery) {
     }
 }
 
-async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
+async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
     let attempts = Some(task.attempt);
     if TEST_ONLY_KINDS.contains(&task.kind.as_str()) && !context.test_kinds {
         let reason = "test-only task kind: workers run it only with --enable-test-kinds";
@@ -105,7 +105,7 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
     let ready = match runner {
         Runner::Cpu(run) => match context.pool.reserve().await {
             Some(permit) => Ready::Cpu(run, permit),
-            None => return broker::requeue_after(delivery, Duration::ZERO).await,
+            None => return delivery.requeue_after(Duration::ZERO).await,
         },
         Runner::Io(run) => Ready::Io(run),
     };
@@ -116,21 +116,21 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
             ..
         }) => {
             tracing::info!("job was marked failed; chunk dropped");
-            return broker::ack(delivery).await;
+            return delivery.ack().await;
         }
         Ok(Claim {
             status: Some(JobStatus::Completed),
             ..
         }) => {
             tracing::info!("job already completed; duplicate chunk dropped");
-            return broker::ack(delivery).await;
+            return delivery.ack().await;
         }
         Ok(Claim {
             status: Some(JobStatus::Cancelling | JobStatus::Cancelled),
             ..
         }) => {
             tracing::info!("job was cancelled; chunk dropped");
-            return broker::ack(delivery).await;
+            return delivery.ack().await;
         }
         Ok(Claim {
             unfinished_runs, ..
@@ -153,7 +153,7 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
         }
         Err(error) => {
             tracing::warn!("{error}; the chunk goes back to the queue");
-            return broker::requeue_after(delivery, RETRY_DELAY).await;
+            return delivery.requeue_after(RETRY_DELAY).await;
         }
     }
     // A copy runs; the message stays whole for a retry.
@@ -164,13 +164,14 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
     let outcome = match ready {
         Ready::Cpu(run, permit) => {
             let (attempt, time_limit) = (task.attempt, context.chunk_time_limit);
-            let timed = move || {
+            let timed = move |items| {
                 let started = std::time::Instant::now();
                 let chunk = ChunkRun {
                     attempt,
                     deadline: started + time_limit,
                     time_limit,
                     cancel,
+                    items,
                 };
                 (run(&payload, &chunk), started.elapsed())
             };
@@ -206,7 +207,7 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
             end_run().await;
             return match reason {
                 Some(reason) => refuse(context, delivery, &reason, attempts).await,
-                None => broker::requeue_after(delivery, Duration::ZERO).await,
+                None => delivery.requeue_after(Duration::ZERO).await,
             };
         }
     };
@@ -229,7 +230,7 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
                     let reason = format!("failed after {} attempts: {reason}", task.attempt);
                     refuse(context, delivery, &reason, attempts).await;
                 }
-                None => broker::ack(delivery).await,
+                None => delivery.ack().await,
             }
             let published = publishing.elapsed();
             tracing::debug!(
@@ -251,7 +252,7 @@ async fn run_task(context: &Context, delivery: &Delivery, task: TaskMessage) {
         Err(error) => {
             tracing::warn!("result not published ({error}); the chunk goes back to the queue");
             end_run().await;
-            broker::requeue_after(delivery, RETRY_DELAY).await
+            delivery.requeue_after(RETRY_DELAY).await
         }
     }
 }
@@ -291,14 +292,14 @@ async fn publish_result(
 
 /// Gives up on a chunk that must not run again: its items are reported failed with `reason`, so the job
 /// completes and counts them, and the message goes to the dead-letter queue for inspection.
-async fn give_up(context: &Context, delivery: &Delivery, task: &TaskMessage, reason: &str) {
+async fn give_up(context: &Context, delivery: &Received, task: &TaskMessage, reason: &str) {
     let failed = tasks::chunk_failer(&task.kind).and_then(|fail| fail(&task.payload, reason).ok());
     if let Some(output) = failed {
         if let Err(error) = publish_result(context, task, output).await {
             tracing::warn!(
                 "failed items not published ({error}); the chunk goes back to the queue"
             );
-            return broker::requeue_after(delivery, RETRY_DELAY).await;
+            return delivery.requeue_after(RETRY_DELAY).await;
         }
     }
     refuse(context, delivery, reason, Some(task.attempt)).await
@@ -308,7 +309,7 @@ async fn give_up(context: &Context, delivery: &Delivery, task: &TaskMessage, rea
 /// counted up goes to the retry level's exchange, expiring after the delay into its task queue, and the
 /// original is acknowledged once the copy is confirmed. If the copy fails, the original goes back to its
 /// queue as it is, so nothing is lost.
-async fn retry_later(context: &Context, delivery: &Delivery, task: &TaskMessage, reason: &str) {
+async fn retry_later(context: &Context, delivery: &Received, task: &TaskMessage, reason: &str) {
     let level = (task.attempt.max(1) as usize - 1).min(RETRY_DELAYS.len() - 1);
     // Jitter: anywhere between the level's delay and twice it, so retries of many chunks spread out.
     let delay = RETRY_DELAYS[level].mul_f64(1.0 + rand::random::<f64>());
@@ -330,10 +331,10 @@ async fn retry_later(context: &Context, delivery: &Delivery, task: &TaskMessage,
         context.publisher.publish(&outgoing).await
     };
     match sent.await {
-        Ok(()) => broker::ack(delivery).await,
+        Ok(()) => delivery.ack().await,
         Err(error) => {
             tracing::warn!("retry not scheduled ({error}); the chunk goes back to the queue");
-            broker::requeue_after(delivery, RETRY_DELAY).await
+            delivery.requeue_after(RETRY_DELAY).await
         }
     }
 }
@@ -342,7 +343,7 @@ async fn retry_later(context: &Context, delivery: &Delivery, task: &TaskMessage,
 /// the task ran, when known), then acks it.
 pub(crate) async fn refuse(
     context: &Context,
-    delivery: &Delivery,
+    delivery: &Received,
     reason: &str,
     attempts: Option<u32>,
 ) {

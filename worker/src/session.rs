@@ -14,12 +14,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lapin::message::Delivery;
 use lapin::options::QueueDeleteOptions;
 use lapin::{Channel, Connection, Consumer};
 use taskq_common::broker::{self, BrokerError, Publisher};
 use taskq_common::connection_watch::ConnectionWatch;
 use taskq_common::consume::Consuming;
+use taskq_common::settle::Received;
 use taskq_common::store::JobStore;
 use taskq_common::tasks::Lane;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +49,7 @@ pub struct Session {
 }
 
 /// What handles one delivery of a lane.
-type Handle = Box<dyn FnMut(Delivery) -> BoxFuture<'static, ()> + Send>;
+type Handle = Box<dyn FnMut(Received) -> BoxFuture<'static, ()> + Send>;
 
 /// One lane's consumer and its handler.
 struct LaneSession {

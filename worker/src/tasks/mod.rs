@@ -18,7 +18,6 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use rayon::prelude::*;
 use taskq_common::envelope::{decode_payload, encode, DecodeError};
 use taskq_common::tasks::{
     Download, ItemOutcome, ResultPayload, Square, SumSquares, TaskKind, TaskPayload, TestAbort,
@@ -26,7 +25,7 @@ use taskq_common::tasks::{
 };
 
 use crate::io_lane::IoLane;
-use crate::pool::panic_message;
+use crate::pool::{panic_message, Items};
 
 /// A CPU-bound kind: a synchronous function of one item, run on the thread pool.
 pub trait CpuTask: TaskKind {
@@ -75,6 +74,8 @@ pub struct ChunkRun {
     /// Fires when the chunk's job is cancelled: items not started by then are not run, and the chunk
     /// reports nothing (rayon work cannot be interrupted, so this is checked between items).
     pub cancel: CancellationToken,
+    /// One after another, or spread over idle pool threads.
+    pub items: Items,
 }
 
 /// An I/O-bound kind: an async function of one item, run on the I/O lane.
@@ -218,10 +219,8 @@ fn chunk_output<I: serde::Serialize, O: serde::Serialize>(
 fn run_chunk<K: CpuTask>(encoded: &[u8], run: &ChunkRun) -> Result<ChunkOutput, RunError> {
     let payload: TaskPayload<K::Item> = decode_payload(encoded)?;
     // Collecting into an Option stops taking items as soon as one check sees the job cancelled.
-    let results: Option<Vec<Result<K::Output, TaskError>>> = payload
-        .items
-        .par_iter()
-        .map(|item| {
+    let results: Option<Vec<Result<K::Output, TaskError>>> =
+        run.items.collect(&payload.items, |item| {
             if run.cancel.is_cancelled() {
                 return None;
             }
@@ -237,8 +236,7 @@ fn run_chunk<K: CpuTask>(encoded: &[u8], run: &ChunkRun) -> Result<ChunkOutput, 
                     |panic| Err(TaskError::transient(panic_message(panic.as_ref()))),
                 ),
             )
-        })
-        .collect();
+        });
     let results = results.ok_or(RunError::Cancelled)?;
     let retry_reason = results.iter().find_map(|result| match result {
         Err(error) if error.retry => Some(error.message.clone()),
@@ -306,6 +304,7 @@ mod tests {
             deadline: Instant::now() + Duration::from_secs(60),
             time_limit: Duration::from_secs(60),
             cancel: CancellationToken::new(),
+            items: Items::Sequential,
         }
     }
 
