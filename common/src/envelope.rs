@@ -57,6 +57,20 @@ pub struct ResultMessage {
     pub payload: Vec<u8>,
 }
 
+/// AMQP `type` of a [`ResultBatch`]; a message without it on the results queue is one [`ResultMessage`].
+pub const RESULT_BATCH_TYPE: &str = "result-batch";
+
+/// Results of several chunks in one message: a worker sends together the results that finished while
+/// its previous message waited for the broker's confirm, so tiny chunks do not cost a message each.
+/// Consumers record each result by its chunk as if it had come alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultBatch {
+    /// Wire format version, [`WIRE_VERSION`].
+    pub version: u16,
+    /// The results, each whole.
+    pub results: Vec<ResultMessage>,
+}
+
 /// Why a message was refused. Every variant sends the message to the dead-letter queue.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -157,6 +171,40 @@ mod tests {
         };
         let back: ResultPayload<u64, u128> = decode_payload(&encode(&payload)).unwrap();
         assert_eq!(back.outcomes[0], Ok(big));
+    }
+
+    #[test]
+    fn a_result_batch_round_trips_and_checks_its_version() {
+        let result = ResultMessage {
+            version: WIRE_VERSION,
+            job_id: JobId::new(),
+            task_id: 3,
+            kind: "square".into(),
+            attempt: 1,
+            worker_id: "w".into(),
+            items: 1,
+            failed: 0,
+            payload: vec![1, 2, 3],
+        };
+        let batch = ResultBatch {
+            version: WIRE_VERSION,
+            results: vec![
+                result.clone(),
+                ResultMessage {
+                    task_id: 4,
+                    ..result
+                },
+            ],
+        };
+        assert_eq!(decode::<ResultBatch>(&encode(&batch)).unwrap(), batch);
+        let future = ResultBatch {
+            version: 2,
+            ..batch
+        };
+        assert!(matches!(
+            decode::<ResultBatch>(&encode(&future)),
+            Err(DecodeError::UnsupportedVersion { found: 2 })
+        ));
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! What happens to one result message: record it once in Redis, finish the job if it was the last chunk,
-//! then ack. Recording and counting are one atomic step in Redis, so a redelivered result (a worker died
-//! after publishing, or this consumer died before acking) changes nothing but the duplicate counter.
+//! What happens to one result message (a worker's batch of results, or a single result): record each
+//! result once in Redis, finish every job whose last chunk it was, then ack. Recording and counting are one
+//! atomic step in Redis, so a redelivered result (a worker died after publishing, or this consumer died
+//! before acking, or another result of its batch failed to record) changes nothing but the duplicate
+//! counter. A batch with a result for a job Redis does not know goes to the dead-letter queue whole,
+//! after its other results were recorded.
 
 use std::path::PathBuf;
 
 use taskq_common::broker::{self, DeadLetter, Publisher};
 use taskq_common::cancel::Finish;
 use taskq_common::control::JOB_CANCELLED_TYPE;
-use taskq_common::envelope::{self, ResultMessage};
+use taskq_common::envelope::{self, ResultBatch, ResultMessage, RESULT_BATCH_TYPE};
 use taskq_common::job::JobId;
 use taskq_common::settle::Received;
 use taskq_common::store::{JobStore, Recorded};
@@ -30,27 +33,80 @@ pub struct Context {
     pub consumer_id: String,
 }
 
-/// Handles one result delivery (or cancelled job's notice) to the end.
+/// Handles one result delivery (a batch of results, a single result, or a cancelled job's notice) to the
+/// end.
 pub async fn handle(context: std::sync::Arc<Context>, delivery: Received) {
     let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
     if kind == Some(JOB_CANCELLED_TYPE) {
         return crate::cancelled::handle(&context, &delivery).await;
     }
-    let result: ResultMessage = match envelope::decode(&delivery.data) {
-        Ok(result) => result,
-        Err(reason) => return refuse(&context, &delivery, &reason.to_string()).await,
+    let results = if kind == Some(RESULT_BATCH_TYPE) {
+        envelope::decode::<ResultBatch>(&delivery.data).map(|batch| batch.results)
+    } else {
+        envelope::decode::<ResultMessage>(&delivery.data).map(|result| vec![result])
     };
-    let span = tracing::info_span!(
-        "result",
-        job = %result.job_id,
-        chunk = result.task_id,
-        worker = %result.worker_id,
-        attempt = result.attempt,
-    );
-    record(&context, &delivery, result).instrument(span).await
+    match results {
+        Ok(results) => record_all(&context, &delivery, results).await,
+        Err(reason) => refuse(&context, &delivery, &reason.to_string()).await,
+    }
 }
 
-async fn record(context: &Context, delivery: &Received, result: ResultMessage) {
+/// What recording one result asks of its delivery.
+enum Outcome {
+    /// Recorded, or not wanted any more; `Some(job)` when it was the job's last missing chunk.
+    Settled(Option<JobId>),
+    /// Its job is unknown: the message goes to the dead-letter queue with this reason.
+    Unusable(String),
+    /// Redis failed: the message goes back to the queue (results already recorded count once).
+    Retry,
+}
+
+/// Records every result of a message (concurrently: Redis pipelines them), finishes the jobs they
+/// completed, then settles the message once.
+async fn record_all(context: &Context, delivery: &Received, results: Vec<ResultMessage>) {
+    let outcomes = futures::future::join_all(results.into_iter().map(|result| {
+        let span = tracing::info_span!(
+            "result",
+            job = %result.job_id,
+            chunk = result.task_id,
+            worker = %result.worker_id,
+            attempt = result.attempt,
+        );
+        record(context, result).instrument(span)
+    }))
+    .await;
+    if outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Outcome::Retry))
+    {
+        return delivery.requeue_after(RETRY_DELAY).await;
+    }
+    let mut finished = Vec::new();
+    let mut unusable = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Settled(Some(job)) if !finished.contains(&job) => finished.push(job),
+            Outcome::Unusable(reason) => unusable.push(reason),
+            _ => {}
+        }
+    }
+    for job in finished {
+        let span = tracing::info_span!("finish", %job);
+        if !finish_job(context, job, Finish::Complete)
+            .instrument(span)
+            .await
+        {
+            return delivery.requeue_after(RETRY_DELAY).await;
+        }
+    }
+    if unusable.is_empty() {
+        delivery.ack().await
+    } else {
+        refuse(context, delivery, &unusable.join("; ")).await
+    }
+}
+
+async fn record(context: &Context, result: ResultMessage) -> Outcome {
     let job = result.job_id;
     let recorded = context
         .store
@@ -62,42 +118,43 @@ async fn record(context: &Context, delivery: &Received, result: ResultMessage) {
             &result.payload,
         )
         .await;
-    let job_done = match recorded {
-        Ok(Recorded::New { job_done }) => job_done,
+    match recorded {
+        Ok(Recorded::New { job_done }) => Outcome::Settled(job_done.then_some(job)),
         Ok(Recorded::Duplicate { job_done }) => {
             tracing::info!("duplicate result ignored");
-            job_done
+            Outcome::Settled(job_done.then_some(job))
         }
         Ok(Recorded::JobFailed) => {
             tracing::info!("result for a failed job dropped");
-            false
+            Outcome::Settled(None)
         }
         Ok(Recorded::JobCancelled) => {
             tracing::info!("result for a cancelled job dropped");
-            false
+            Outcome::Settled(None)
         }
-        Ok(Recorded::UnknownJob) => {
-            let reason = format!(
-                "result for job {job}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
-                context.store.topology().prefix()
-            );
-            return refuse(context, delivery, &reason).await;
-        }
+        Ok(Recorded::UnknownJob) => Outcome::Unusable(format!(
+            "result for job {job}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
+            context.store.topology().prefix()
+        )),
         Err(error) => {
             tracing::warn!("{error}; the result goes back to the queue");
-            return delivery.requeue_after(RETRY_DELAY).await;
+            Outcome::Retry
         }
-    };
-    if job_done {
-        finish(context, delivery, job, Finish::Complete).await
-    } else {
-        delivery.ack().await
     }
 }
 
 /// Writes the job's output `how` it ends, then acks the delivery that asked for it; or returns the
 /// delivery to the queue to try again later.
 pub(crate) async fn finish(context: &Context, delivery: &Received, job: JobId, how: Finish) {
+    if finish_job(context, job, how).await {
+        delivery.ack().await
+    } else {
+        delivery.requeue_after(RETRY_DELAY).await
+    }
+}
+
+/// Writes the job's output `how` it ends. False when that failed and should be tried again later.
+async fn finish_job(context: &Context, job: JobId, how: Finish) -> bool {
     match finalize(&context.store, &context.output_dir, job, how).await {
         Ok(summary) => tracing::info!(
             status = %summary["status"],
@@ -112,15 +169,15 @@ pub(crate) async fn finish(context: &Context, delivery: &Received, job: JobId, h
             tracing::error!("job cannot complete: {reason}");
             if let Err(error) = context.store.fail(job, &reason).await {
                 tracing::warn!("{error}; the message goes back to the queue");
-                return delivery.requeue_after(RETRY_DELAY).await;
+                return false;
             }
         }
         Err(error) => {
             tracing::warn!("{error}; the message goes back to the queue to finish the job later");
-            return delivery.requeue_after(RETRY_DELAY).await;
+            return false;
         }
     }
-    delivery.ack().await
+    true
 }
 
 /// Copies a message that can never be used to the dead-letter queue with `reason`, then acks it.

@@ -1,18 +1,29 @@
 //! The consumer counts each chunk once: a result delivered twice changes nothing but the duplicate count.
 
 use taskq_common::broker::Outgoing;
-use taskq_common::envelope::{encode, ResultMessage, WIRE_VERSION};
+use taskq_common::envelope::{encode, ResultBatch, ResultMessage, RESULT_BATCH_TYPE, WIRE_VERSION};
 use taskq_common::job::JobId;
 use taskq_common::tasks::ResultPayload;
 use taskq_tests::Deployment;
 
 fn result(job: JobId, chunk: u32, x: i64) -> Outgoing {
+    let message = result_message(job, chunk, x);
+    Outgoing {
+        queue: String::new(),
+        body: encode(&message),
+        message_id: format!("{job}/{chunk}"),
+        kind: "square".into(),
+        ..Outgoing::default()
+    }
+}
+
+fn result_message(job: JobId, chunk: u32, x: i64) -> ResultMessage {
     let payload = ResultPayload {
         first_index: u64::from(chunk),
         items: vec![x],
         outcomes: vec![Ok(i128::from(x * x))],
     };
-    let message = ResultMessage {
+    ResultMessage {
         version: WIRE_VERSION,
         job_id: job,
         task_id: chunk,
@@ -22,12 +33,19 @@ fn result(job: JobId, chunk: u32, x: i64) -> Outgoing {
         items: 1,
         failed: 0,
         payload: encode(&payload),
-    };
+    }
+}
+
+/// A worker's batch of results, as `worker::results` publishes it.
+fn batch(queue: &str, results: Vec<ResultMessage>) -> Outgoing {
     Outgoing {
-        queue: String::new(),
-        body: encode(&message),
-        message_id: format!("{job}/{chunk}"),
-        kind: "square".into(),
+        queue: queue.to_owned(),
+        body: encode(&ResultBatch {
+            version: WIRE_VERSION,
+            results,
+        }),
+        message_id: "batch".into(),
+        kind: RESULT_BATCH_TYPE.into(),
         ..Outgoing::default()
     }
 }
@@ -75,4 +93,49 @@ async fn a_result_delivered_twice_is_counted_once() {
     )
     .await;
     assert_eq!((state.items_done, state.chunks_done), (3, 3));
+}
+
+#[tokio::test]
+async fn batched_results_count_per_chunk_and_an_unknown_job_sends_its_batch_to_the_dead_letters() {
+    let mut deployment = Deployment::new("batches");
+    deployment.declare().await;
+    let job = deployment.create_job("square", 4, 4).await;
+    let stranger = JobId::new();
+    let queue = deployment.topology().results_queue();
+    deployment
+        .publish(&[
+            batch(
+                &queue,
+                vec![result_message(job, 1, 20), result_message(job, 0, 10)],
+            ),
+            // Chunk 1 again (a redelivered batch overlaps), and a result of a job Redis does not know.
+            batch(
+                &queue,
+                vec![
+                    result_message(job, 2, 30),
+                    result_message(stranger, 0, 5),
+                    result_message(job, 1, 20),
+                ],
+            ),
+            // A single result, as older workers send them.
+            Outgoing {
+                queue: queue.clone(),
+                ..result(job, 3, 40)
+            },
+        ])
+        .await;
+    deployment.start_consumer();
+    let summary = deployment.producer(&["wait", &job.to_string()]).json();
+    assert_eq!(summary["items"].as_u64(), Some(4));
+    assert_eq!(summary["duplicates_ignored"].as_u64(), Some(1));
+    assert_eq!(summary["aggregate"]["total"].as_i64(), Some(3000));
+    let dead = deployment.drain_dead_letters().await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].contains(&format!(
+            "result for job {stranger}, which Redis does not know"
+        )),
+        "{dead:?}"
+    );
+    assert_eq!(deployment.queue_depth(&queue).await, 0);
 }

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
 use crate::pool::{CpuPool, Permit, PoolOutcome};
+use crate::results::ResultPublisher;
 use crate::tasks::{self, ChunkOutput, ChunkRun, CpuRunner, IoRunner, RunError, Runner};
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
@@ -32,8 +33,10 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// What every delivery handler shares.
 pub struct Context {
-    /// Confirmed publishing of results and dead letters.
+    /// Confirmed publishing of dead letters and retries.
     pub publisher: Publisher,
+    /// Confirmed publishing of results, in batches.
+    pub results: ResultPublisher,
     /// Queue names.
     pub topology: Topology,
     /// Where CPU chunks run.
@@ -280,14 +283,7 @@ async fn publish_result(
         failed: output.failed,
         payload: output.payload,
     };
-    let outgoing = Outgoing {
-        queue: context.topology.results_queue(),
-        body: envelope::encode(&result),
-        message_id: format!("{}/{}", task.job_id, task.task_id),
-        kind: task.kind.clone(),
-        ..Outgoing::default()
-    };
-    context.publisher.publish(&outgoing).await
+    context.results.publish(result).await
 }
 
 /// Gives up on a chunk that must not run again: its items are reported failed with `reason`, so the job

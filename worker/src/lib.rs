@@ -23,6 +23,7 @@ pub mod io_lane;
 pub mod pool;
 pub mod prefetch;
 pub mod registration;
+pub mod results;
 pub mod session;
 pub mod settings;
 pub mod shares;

@@ -35,6 +35,7 @@ use crate::handler::{self, ChunkCost, Context};
 use crate::io_lane::IoLane;
 use crate::pool::CpuPool;
 use crate::prefetch::AdaptivePrefetch;
+use crate::results::ResultPublisher;
 use crate::settings::Prefetch;
 use crate::settings::Settings;
 
@@ -74,8 +75,9 @@ impl Session {
     ) -> Result<Self, BrokerError> {
         let topology = store.topology().clone();
         let worker_id = &settings.worker_id;
-        let context = |publisher, costs| {
+        let context = |publisher: Publisher, costs| {
             Arc::new(Context {
+                results: ResultPublisher::new(publisher.clone(), topology.results_queue()),
                 publisher,
                 topology: topology.clone(),
                 pool: pool.clone(),
