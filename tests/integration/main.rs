@@ -10,3 +10,4 @@ mod long_chunks;
 mod n_workers;
 mod poison;
 mod retries;
+mod settle;
