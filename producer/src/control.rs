@@ -6,7 +6,7 @@
 //! stopped), or, still heartbeating, has not answered within the timeout (alive but not answering). No
 //! fixed wait decides who is gone: the registry does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -209,6 +209,7 @@ impl ControlPlane {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut recheck = tokio::time::interval(RECHECK);
         let mut latest = membership;
+        let mut seen_gone = BTreeSet::new();
         while !pending.is_empty() {
             tokio::select! {
                 delivery = replies.next() => {
@@ -235,7 +236,7 @@ impl ControlPlane {
                 _ = recheck.tick() => match self.registry.membership().await {
                     Ok(now) => {
                         latest = now;
-                        gone(&mut pending, &latest, &mut report);
+                        gone(&mut pending, &latest, &mut report, &mut seen_gone);
                     }
                     Err(error) => tracing::warn!("{error}; checking the registry again shortly"),
                 },
@@ -243,6 +244,8 @@ impl ControlPlane {
                 _ = shutdown.cancelled() => return Err(ProducerError::ControlInterrupted { command: report.command }),
             }
         }
+        // Out of time: a worker that the last check found gone is gone, answer or not.
+        gone(&mut pending, &latest, &mut report, &mut seen_gone);
         for worker_id in pending.into_keys() {
             let last = latest
                 .last_heartbeat_ms(&worker_id)
@@ -286,8 +289,15 @@ impl ControlPlane {
 
 /// Moves pending workers that will not answer out of `pending`: to `stopping` if they stop (or stopped)
 /// gracefully, to `missing` if their heartbeats stopped (entry expired, or the worker restarted as another
-/// run).
-fn gone(pending: &mut BTreeMap<String, WorkerInfo>, now: &Membership, report: &mut Report) {
+/// run). A worker counts as gone only when two checks in a row find it so (`seen_gone` remembers the
+/// first): a worker answers a `shutdown` and unregisters a few milliseconds later, and its answer, which
+/// travels through the broker, may reach us after the registry already shows it gone.
+fn gone(
+    pending: &mut BTreeMap<String, WorkerInfo>,
+    now: &Membership,
+    report: &mut Report,
+    seen_gone: &mut BTreeSet<String>,
+) {
     let asked: Vec<WorkerInfo> = pending.values().cloned().collect();
     for info in asked {
         let id = &info.worker_id;
@@ -295,7 +305,11 @@ fn gone(pending: &mut BTreeMap<String, WorkerInfo>, now: &Membership, report: &m
         let same_run = entry.filter(|live| live.instance == info.instance);
         let crashed = now.crashed.iter().any(|crashed| &crashed.worker_id == id);
         match same_run.map(|live| live.state) {
-            Some(WorkerState::Running) => continue,
+            Some(WorkerState::Running) => {
+                seen_gone.remove(id);
+                continue;
+            }
+            _ if seen_gone.insert(id.clone()) => continue,
             Some(WorkerState::Stopping) => {
                 progress(format_args!(
                     "  {id}: stopping gracefully; no answer expected"
@@ -315,5 +329,53 @@ fn gone(pending: &mut BTreeMap<String, WorkerInfo>, now: &Membership, report: &m
             None => report.missing(id, now.last_heartbeat_ms(id), ""),
         }
         pending.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskq_common::registry::Load;
+
+    fn running(worker_id: &str) -> WorkerInfo {
+        WorkerInfo {
+            worker_id: worker_id.into(),
+            instance: format!("{worker_id}-run-1"),
+            host: "host".into(),
+            pid: 1,
+            version: "test".into(),
+            cpu_threads: 1,
+            io_concurrency: 1,
+            queues: Vec::new(),
+            started_at_ms: 0,
+            heartbeat_at_ms: 0,
+            state: WorkerState::Running,
+            load: Load::default(),
+        }
+    }
+
+    #[test]
+    fn a_worker_counts_as_gone_only_when_two_checks_in_a_row_find_it_gone() {
+        let mut pending = BTreeMap::from([("w1".to_owned(), running("w1"))]);
+        let mut report = Report::default();
+        let mut seen_gone = BTreeSet::new();
+        let unregistered = Membership::default();
+        let alive = Membership {
+            live: vec![running("w1")],
+            ..Membership::default()
+        };
+
+        gone(&mut pending, &unregistered, &mut report, &mut seen_gone);
+        assert!(pending.contains_key("w1"), "its answer may be on the way");
+        gone(&mut pending, &alive, &mut report, &mut seen_gone);
+        gone(&mut pending, &unregistered, &mut report, &mut seen_gone);
+        assert!(
+            pending.contains_key("w1"),
+            "seen running in between: the count starts again"
+        );
+        gone(&mut pending, &unregistered, &mut report, &mut seen_gone);
+        assert!(pending.is_empty());
+        assert_eq!(report.stopping, ["w1"]);
+        assert!(report.missing.is_empty());
     }
 }

@@ -158,7 +158,12 @@ impl Deployment {
 
     /// Starts the consumer; returns its process index.
     pub fn start_consumer(&mut self) -> usize {
-        self.spawn("consumer", &[])
+        self.start_consumer_with(&[])
+    }
+
+    /// Starts the consumer with `args`; returns its process index.
+    pub fn start_consumer_with(&mut self, args: &[&str]) -> usize {
+        self.spawn("consumer", args)
     }
 
     /// Starts `workers` workers with `args` and one consumer.

@@ -69,7 +69,9 @@ async fn a_result_delivered_twice_is_counted_once() {
             to_results(2, 30),
         ])
         .await;
-    deployment.start_consumer();
+    // One message at a time, in queue order: the duplicate is recorded before the last chunk completes
+    // the job, so the summary counts it (with more in flight, it may be counted just after).
+    deployment.start_consumer_with(&["--prefetch", "1"]);
     let summary = deployment.producer(&["wait", &job.to_string()]).json();
     assert_eq!(summary["items"].as_u64(), Some(3));
     assert_eq!(summary["duplicates_ignored"].as_u64(), Some(1));
@@ -124,7 +126,8 @@ async fn batched_results_count_per_chunk_and_an_unknown_job_sends_its_batch_to_t
             },
         ])
         .await;
-    deployment.start_consumer();
+    // One message at a time, so the duplicate is counted before the single result completes the job.
+    deployment.start_consumer_with(&["--prefetch", "1"]);
     let summary = deployment.producer(&["wait", &job.to_string()]).json();
     assert_eq!(summary["items"].as_u64(), Some(4));
     assert_eq!(summary["duplicates_ignored"].as_u64(), Some(1));
