@@ -117,6 +117,8 @@ fn idle_memory(deployment: &Deployment, rows: &mut Vec<Row>) {
     });
 }
 
+/// Runs a `square` job three times (the machine's speed drifts between runs) and reports each run and
+/// the median, which is what meets the target or not.
 fn throughput(
     deployment: &Deployment,
     rows: &mut Vec<Row>,
@@ -127,16 +129,25 @@ fn throughput(
     let mut full = vec!["submit", "square"];
     full.extend_from_slice(args);
     full.push("--wait");
-    let run = deployment.producer(&full);
-    let summary = run.json();
-    let items = summary["items"].as_u64().unwrap_or(0) as f64;
-    let per_sec = items / run.elapsed.as_secs_f64();
+    let mut runs: Vec<(f64, Duration)> = (0..3)
+        .map(|_| {
+            let run = deployment.producer(&full);
+            let items = run.json()["items"].as_u64().unwrap_or(0) as f64;
+            (items / run.elapsed.as_secs_f64(), run.elapsed)
+        })
+        .collect();
+    let each = runs
+        .iter()
+        .map(|(per_sec, elapsed)| format!("{per_sec:.0} ({:.2} s)", elapsed.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(" / ");
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median = runs[1].0;
     rows.push(Row {
-        scenario: format!("{scenario}, submit to summary"),
+        scenario: format!("{scenario}, submit to summary, 3 runs"),
         figure: format!(
-            "{per_sec:.0} items/s ({:.2} s; {:.1}x target)",
-            run.elapsed.as_secs_f64(),
-            per_sec / target
+            "median {median:.0} items/s ({:.1}x target); runs: {each}",
+            median / target
         ),
         target: format!(">= {target:.0} items/s"),
     });
