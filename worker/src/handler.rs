@@ -102,6 +102,8 @@ async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
         let reason = envelope::DecodeError::UnknownKind(task.kind.clone());
         return refuse(context, delivery, &reason.to_string(), attempts).await;
     };
+    // Until this chunk's result is ready (or it ends otherwise), a batch of other results may wait for it.
+    let upcoming = context.results.upcoming();
     // Only a chunk about to run counts as delivered: chunks merely prefetched beside a chunk that kills
     // the worker must not be blamed for its crashes. I/O chunks start at once (their items wait for
     // I/O slots inside), so every one in flight counts.
@@ -196,6 +198,7 @@ async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
         }
     };
     drop(running);
+    drop(upcoming);
     // The run failed (or never started): it no longer counts towards quarantine.
     let end_run = || async {
         if let Err(error) = context.store.end_run(task.job_id, task.task_id).await {
