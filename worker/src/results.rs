@@ -1,8 +1,9 @@
 //! Publishing results in batches (group commit): results that finish while the previous message waits for
-//! the broker's confirm, or within [`LINGER`] of the first, go out together in one [`ResultBatch`].
+//! the broker's confirm, or within a short wait (`--result-batch-wait`) of the first, go out together in
+//! one [`ResultBatch`].
 //!
 //! With tiny chunks, a message per result was half of the broker's work per task (a publish, a confirm,
-//! a delivery and an ack, each a quorum-queue log entry or more). A batch waits up to [`LINGER`] for more
+//! a delivery and an ack, each a quorum-queue log entry or more). A batch waits for more
 //! results only while other chunks of the lane are in the worker's hands ([`Upcoming`]), so a lone chunk's result goes
 //! out at once; batches end at [`MAX_RESULTS`] results or [`MAX_BYTES`] of payload. A result counts as
 //! published, and its chunk may be acked, only once its batch is confirmed.
@@ -22,10 +23,6 @@ pub const MAX_RESULTS: usize = 256;
 
 /// Result payload bytes in one message at most (a single larger result still goes, alone).
 pub const MAX_BYTES: usize = 1 << 20;
-
-/// How long a batch waits for more results while other chunks are running. With one-item chunks this
-/// took the broker's CPU per chunk down by 35-50% (about 10 results per message instead of 3).
-pub const LINGER: Duration = Duration::from_millis(2);
 
 /// Publishes results to one queue in confirmed batches. Cheap to clone; the batching task ends when the
 /// last clone is dropped.
@@ -54,8 +51,9 @@ struct Pending {
 }
 
 impl ResultPublisher {
-    /// Starts batching results for `queue` on `publisher`'s channel.
-    pub fn new(publisher: Publisher, queue: String) -> Self {
+    /// Starts batching results for `queue` on `publisher`'s channel; a batch waits up to `linger` for
+    /// more results while other chunks are upcoming.
+    pub fn new(publisher: Publisher, queue: String, linger: Duration) -> Self {
         let (requests, receiver) = mpsc::unbounded_channel();
         let running = Arc::new(AtomicUsize::new(0));
         tokio::spawn(publish_batches(
@@ -63,6 +61,7 @@ impl ResultPublisher {
             queue.clone(),
             receiver,
             running.clone(),
+            linger,
         ));
         Self {
             queue,
@@ -103,9 +102,10 @@ async fn publish_batches(
     queue: String,
     mut requests: mpsc::UnboundedReceiver<Pending>,
     running: Arc<AtomicUsize>,
+    linger: Duration,
 ) {
     while let Some(first) = requests.recv().await {
-        let linger_until = Instant::now() + LINGER;
+        let linger_until = Instant::now() + linger;
         let mut bytes = first.result.payload.len();
         let mut batch = vec![first];
         while batch.len() < MAX_RESULTS && bytes < MAX_BYTES {

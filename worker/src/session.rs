@@ -77,7 +77,11 @@ impl Session {
         let worker_id = &settings.worker_id;
         let context = |publisher: Publisher, costs| {
             Arc::new(Context {
-                results: ResultPublisher::new(publisher.clone(), topology.results_queue()),
+                results: ResultPublisher::new(
+                    publisher.clone(),
+                    topology.results_queue(),
+                    settings.result_batch_wait,
+                ),
                 publisher,
                 topology: topology.clone(),
                 pool: pool.clone(),

@@ -81,6 +81,13 @@ pub struct Cli {
     /// broker's timeout raised (see the README).
     #[arg(long, env = "TASKQ_CHUNK_TIME_LIMIT", default_value_t = 20 * 60)]
     pub chunk_time_limit: u64,
+
+    /// Milliseconds a result may wait for other chunks' results to share its message, while other chunks
+    /// are in this worker's hands (a lone chunk's result never waits). Fewer, fuller result messages
+    /// save the broker most of its work for tiny chunks; 0 sends each result at once unless a previous
+    /// message is still waiting for its confirm.
+    #[arg(long, env = "TASKQ_RESULT_BATCH_WAIT", default_value_t = 5)]
+    pub result_batch_wait: u64,
 }
 
 /// How the worker's prefetch is chosen.
@@ -125,6 +132,8 @@ pub struct Settings {
     pub max_retries: u32,
     /// How long a CPU chunk may run before its remaining items fail.
     pub chunk_time_limit: Duration,
+    /// How long a result may wait for others to share its message.
+    pub result_batch_wait: Duration,
 }
 
 impl Cli {
@@ -194,6 +203,7 @@ impl Cli {
             http,
             max_retries: self.max_retries,
             chunk_time_limit: Duration::from_secs(self.chunk_time_limit),
+            result_batch_wait: Duration::from_millis(self.result_batch_wait),
         })
     }
 }
@@ -226,6 +236,16 @@ mod tests {
             .into_settings()
             .unwrap_err();
         assert!(error.contains("1 to 1024"));
+    }
+
+    #[test]
+    fn the_result_batch_wait_is_in_milliseconds_and_zero_turns_it_off() {
+        let default = Cli::parse_from(["worker"]).into_settings().unwrap();
+        assert_eq!(default.result_batch_wait, Duration::from_millis(5));
+        let off = Cli::parse_from(["worker", "--result-batch-wait", "0"])
+            .into_settings()
+            .unwrap();
+        assert_eq!(off.result_batch_wait, Duration::ZERO);
     }
 
     #[test]
