@@ -82,8 +82,9 @@ pub struct Cli {
     #[arg(long, env = "TASKQ_CHUNK_TIME_LIMIT", default_value_t = 20 * 60)]
     pub chunk_time_limit: u64,
 
-    /// Milliseconds a result may wait for other chunks' results to share its message, while other chunks
-    /// are in this worker's hands (a lone chunk's result never waits). Fewer, fuller result messages
+    /// Milliseconds a CPU chunk's result may wait for other chunks' results to share its message, while
+    /// other CPU chunks are in this worker's hands (a lone chunk's result never waits; I/O chunks'
+    /// results never do). Fewer, fuller result messages
     /// save the broker most of its work for tiny chunks; 0 sends each result at once unless a previous
     /// message is still waiting for its confirm.
     #[arg(long, env = "TASKQ_RESULT_BATCH_WAIT", default_value_t = 5)]
