@@ -143,6 +143,7 @@ async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
             let reason = format!(
                 "started {unfinished_runs} times without finishing: it kills the worker that runs it"
             );
+            drop(upcoming); // its failed items are published now
             return give_up(context, delivery, &task, &reason).await;
         }
         Ok(Claim {
