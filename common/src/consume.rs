@@ -32,10 +32,11 @@ pub struct Consuming {
 }
 
 impl Consuming {
-    /// Spawns `handle(delivery)` for each delivery (settled through one [`Settler`] per channel) until `shutdown` fires (`Ok`) or the connection fails
-    /// (`Err`: the caller reconnects). On a stop, handlers already running get `drain_timeout` to finish.
-    /// On a failed connection they are not waited for: they can no longer ack, the broker requeues their
-    /// messages, and reconnecting at once is what keeps the worker from stalling.
+    /// Spawns `handle(delivery)` for each delivery (settled through one [`Settler`] per channel) until
+    /// `shutdown` fires (`Ok`) or the connection fails (`Err`: the caller reconnects). On a stop, handlers
+    /// already running get `drain_timeout` to finish. On a failed connection they are not waited for:
+    /// they can no longer ack, the broker requeues their messages, and reconnecting at once is what keeps
+    /// the worker from stalling.
     ///
     /// Each value from `prefetch_changes` becomes the new prefetch. RabbitMQ applies a prefetch only to
     /// consumers started after it is set, so a change starts a new consumer and cancels the old one, whose

@@ -17,7 +17,7 @@
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
 //! - [`store`]: job state in Redis.
 //! - [`consume`]: the consuming loop with graceful drain; [`connection_watch`] ends it when the
-//!   connection fails; [`settle`]: acks in batches.
+//!   connection fails; [`settle`]: acks in batches; [`batching`]: collecting a batch from a channel.
 //! - [`registry`]: live workers in Redis, with heartbeats; [`broadcast`]: broadcast jobs' members and
 //!   who owns which chunk; [`control`]: the control plane's commands and replies; [`cancel`]: cancelling
 //!   a job in Redis.
@@ -25,6 +25,7 @@
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
 //!   starts and ends.
 
+pub mod batching;
 pub mod broadcast;
 pub mod broker;
 pub mod cancel;

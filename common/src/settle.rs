@@ -24,6 +24,8 @@ use lapin::Channel;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::batching::next_before;
+
 /// How long a batch of acks waits for more while other deliveries still run.
 pub const ACK_LINGER: Duration = Duration::from_millis(5);
 
@@ -142,18 +144,14 @@ async fn batch_acks(
         if let Some(request) = first {
             wire.apply(&mut ledger, request).await;
             let linger_until = Instant::now() + ACK_LINGER;
-            loop {
-                while let Ok(request) = requests.try_recv() {
-                    wire.apply(&mut ledger, request).await;
-                }
+            // More acks are worth waiting for while some are pending and other deliveries still run.
+            while let Some(request) = next_before(&mut requests, linger_until, || {
                 let highest = highest_received.load(Ordering::Relaxed);
-                if !ledger.has_pending_acks() || ledger.all_decided(highest) {
-                    break;
-                }
-                match tokio::time::timeout_at(linger_until, requests.recv()).await {
-                    Ok(Some(request)) => wire.apply(&mut ledger, request).await,
-                    Ok(None) | Err(_) => break,
-                }
+                ledger.has_pending_acks() && !ledger.all_decided(highest)
+            })
+            .await
+            {
+                wire.apply(&mut ledger, request).await;
             }
         }
         if let Some((through, waiters)) = ledger.contiguous_batch() {

@@ -3,10 +3,10 @@
 //! one [`ResultBatch`].
 //!
 //! With tiny chunks, a message per result was half of the broker's work per task (a publish, a confirm,
-//! a delivery and an ack, each a quorum-queue log entry or more). A batch waits for more
-//! results only while other chunks of the lane are in the worker's hands ([`Upcoming`]), so a lone chunk's result goes
-//! out at once; batches end at [`MAX_RESULTS`] results or [`MAX_BYTES`] of payload. A result counts as
-//! published, and its chunk may be acked, only once its batch is confirmed.
+//! a delivery and an ack, each a quorum-queue log entry or more). A batch waits for more results only
+//! while other chunks of the lane are in the worker's hands ([`Upcoming`]), so a lone chunk's result
+//! goes out at once; batches end at [`MAX_RESULTS`] results or [`MAX_BYTES`] of payload. A result counts
+//! as published, and its chunk may be acked, only once its batch is confirmed.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use taskq_common::batching::next_before;
 use taskq_common::broker::{BrokerError, Outgoing, Publisher};
 use taskq_common::envelope::{self, ResultBatch, ResultMessage, RESULT_BATCH_TYPE, WIRE_VERSION};
 
@@ -30,18 +31,18 @@ pub const MAX_BYTES: usize = 1 << 20;
 pub struct ResultPublisher {
     queue: String,
     requests: mpsc::UnboundedSender<Pending>,
-    running: Arc<AtomicUsize>,
+    upcoming: Arc<AtomicUsize>,
 }
 
 /// A chunk in the worker's hands (waiting for a thread, or running) whose result will come: while any is
 /// held, a batch may wait for its result.
 pub struct Upcoming {
-    running: Arc<AtomicUsize>,
+    upcoming: Arc<AtomicUsize>,
 }
 
 impl Drop for Upcoming {
     fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
+        self.upcoming.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -55,27 +56,27 @@ impl ResultPublisher {
     /// more results while other chunks are upcoming.
     pub fn new(publisher: Publisher, queue: String, linger: Duration) -> Self {
         let (requests, receiver) = mpsc::unbounded_channel();
-        let running = Arc::new(AtomicUsize::new(0));
+        let upcoming = Arc::new(AtomicUsize::new(0));
         tokio::spawn(publish_batches(
             publisher,
             queue.clone(),
             receiver,
-            running.clone(),
+            upcoming.clone(),
             linger,
         ));
         Self {
             queue,
             requests,
-            running,
+            upcoming,
         }
     }
 
     /// Marks a chunk as upcoming until the returned guard is dropped (drop it before publishing the
     /// chunk's result, so a batch does not wait for the result it already holds).
     pub fn upcoming(&self) -> Upcoming {
-        self.running.fetch_add(1, Ordering::Relaxed);
+        self.upcoming.fetch_add(1, Ordering::Relaxed);
         Upcoming {
-            running: self.running.clone(),
+            upcoming: self.upcoming.clone(),
         }
     }
 
@@ -85,15 +86,15 @@ impl ResultPublisher {
             queue: self.queue.clone(),
             reason,
         };
+        let stopped = || "the result publisher has stopped".to_owned();
         let (confirmed, outcome) = oneshot::channel();
         self.requests
             .send(Pending { result, confirmed })
-            .map_err(|_| not_confirmed("the result publisher has stopped".into()))?;
-        match outcome.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(not_confirmed(reason)),
-            Err(_) => Err(not_confirmed("the result publisher has stopped".into())),
-        }
+            .map_err(|_| not_confirmed(stopped()))?;
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(stopped()))
+            .map_err(not_confirmed)
     }
 }
 
@@ -101,7 +102,7 @@ async fn publish_batches(
     publisher: Publisher,
     queue: String,
     mut requests: mpsc::UnboundedReceiver<Pending>,
-    running: Arc<AtomicUsize>,
+    upcoming: Arc<AtomicUsize>,
     linger: Duration,
 ) {
     while let Some(first) = requests.recv().await {
@@ -109,15 +110,10 @@ async fn publish_batches(
         let mut bytes = first.result.payload.len();
         let mut batch = vec![first];
         while batch.len() < MAX_RESULTS && bytes < MAX_BYTES {
-            let next = match requests.try_recv() {
-                Ok(next) => Some(next),
-                Err(_) if running.load(Ordering::Relaxed) == 0 => None,
-                Err(_) => tokio::time::timeout_at(linger_until, requests.recv())
-                    .await
-                    .ok()
-                    .flatten(),
+            let worth_waiting = || upcoming.load(Ordering::Relaxed) > 0;
+            let Some(next) = next_before(&mut requests, linger_until, worth_waiting).await else {
+                break;
             };
-            let Some(next) = next else { break };
             bytes += next.result.payload.len();
             batch.push(next);
         }
