@@ -11,7 +11,8 @@
 //! Modules:
 //! - [`config`]: connection arguments every binary flattens into its CLI, and URL redaction.
 //! - [`job`]: validated newtypes (job id, chunk size) and the job record kept in Redis.
-//! - [`tasks`]: every task kind's wire name, input, output and aggregate.
+//! - [`task`]: the task API (a kind is a type: name, lane, input, output, options); [`aggregate`]: what a
+//!   kind's outputs fold into; [`payload`]: items and outputs as JSON inside a message.
 //! - [`envelope`]: the versioned MessagePack messages and their decoding errors.
 //! - [`topology`]: every queue and Redis key name, and their declaration.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
@@ -25,6 +26,7 @@
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
 //!   starts and ends.
 
+pub mod aggregate;
 pub mod batching;
 pub mod broadcast;
 pub mod broker;
@@ -36,11 +38,12 @@ pub mod consume;
 pub mod control;
 pub mod envelope;
 pub mod job;
+pub mod payload;
 pub mod registry;
 pub mod service;
 pub mod settle;
 pub mod shutdown;
 pub mod store;
-pub mod tasks;
+pub mod task;
 pub mod telemetry;
 pub mod topology;

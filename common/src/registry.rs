@@ -14,8 +14,10 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
+use crate::aggregate::Aggregate;
 use crate::broadcast::Member;
 use crate::job::now_ms;
+use crate::task::Lane;
 use crate::store::{command, JobStore, StoreError};
 use crate::topology::Topology;
 
@@ -68,6 +70,9 @@ pub struct WorkerInfo {
     pub io_concurrency: u32,
     /// The queues it consumes.
     pub queues: Vec<String>,
+    /// The task kinds it serves.
+    #[serde(default)]
+    pub kinds: Vec<String>,
     /// When it started, ms since the Unix epoch.
     pub started_at_ms: u64,
     /// When this entry was written, ms since the Unix epoch.
@@ -79,6 +84,11 @@ pub struct WorkerInfo {
 }
 
 impl WorkerInfo {
+    /// True if this worker serves `kind`.
+    pub fn serves(&self, kind: &str) -> bool {
+        self.kinds.iter().any(|served| served == kind)
+    }
+
     /// This worker as a member of a broadcast job.
     pub fn member(&self) -> Member {
         Member {
@@ -121,6 +131,22 @@ impl Membership {
             .filter(|info| info.state == WorkerState::Running)
     }
 
+    /// The running workers that serve `kind`.
+    pub fn serving<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a WorkerInfo> + 'a {
+        self.running().filter(move |info| info.serves(kind))
+    }
+
+    /// Every kind some running worker serves, sorted, without repeats.
+    pub fn served_kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .running()
+            .flat_map(|info| info.kinds.iter().cloned())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     /// When the worker `worker_id` last heartbeat, if the registry remembers it.
     pub fn last_heartbeat_ms(&self, worker_id: &str) -> Option<u64> {
         let live = self.live.iter().find(|info| info.worker_id == worker_id);
@@ -131,6 +157,25 @@ impl Membership {
                 .map(|crashed| crashed.last_heartbeat_ms)
         })
     }
+}
+
+/// A kind as the workers that serve it declare it: what the producer and consumer need to know of a
+/// kind without its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindInfo {
+    /// The kind's wire name.
+    pub name: String,
+    /// Where workers run it.
+    pub lane: Lane,
+    /// Items per chunk when the submitter does not choose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u32>,
+    /// What the consumer folds the outputs of its jobs into.
+    #[serde(default)]
+    pub aggregate: Aggregate,
+    /// How it runs, for people: for example the command of an `--exec` kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// The registry of one deployment. Cheap to clone; shares the job store's connection.
@@ -173,6 +218,54 @@ impl Registry {
             .await
             .map_err(command("writing the worker's registry entry"))?;
         Ok(previous.and_then(|raw| serde_json::from_str(&raw).ok()))
+    }
+
+    /// Records how the kinds this worker serves are declared (overwriting older declarations: the newest
+    /// worker's word counts).
+    pub async fn declare_kinds(&self, kinds: &[KindInfo]) -> Result<(), StoreError> {
+        if kinds.is_empty() {
+            return Ok(());
+        }
+        let fields: Vec<(String, String)> = kinds
+            .iter()
+            .map(|kind| {
+                let json = serde_json::to_string(kind).expect("a kind declaration encodes as JSON");
+                (kind.name.clone(), json)
+            })
+            .collect();
+        let _: () = redis::cmd("HSET")
+            .arg(self.topology.kinds_key())
+            .arg(fields)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(command("recording the worker's task kinds"))?;
+        Ok(())
+    }
+
+    /// Every kind some worker ever declared here, sorted by name.
+    pub async fn kinds(&self) -> Result<Vec<KindInfo>, StoreError> {
+        let all: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.topology.kinds_key())
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(command("reading the task kinds"))?;
+        let mut kinds: Vec<KindInfo> = all
+            .values()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect();
+        kinds.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(kinds)
+    }
+
+    /// How `kind` was declared, if some worker ever served it here.
+    pub async fn kind(&self, kind: &str) -> Result<Option<KindInfo>, StoreError> {
+        let json: Option<String> = redis::cmd("HGET")
+            .arg(self.topology.kinds_key())
+            .arg(kind)
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(command("reading a task kind"))?;
+        Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     /// Removes a worker that stops gracefully, so nobody counts it as crashed.
@@ -249,6 +342,7 @@ mod tests {
             cpu_threads: 2,
             io_concurrency: 64,
             queues: vec![],
+            kinds: vec!["square".into()],
             started_at_ms: 1,
             heartbeat_at_ms: 5,
             state,
@@ -275,6 +369,9 @@ mod tests {
             .map(|info| info.worker_id.as_str())
             .collect();
         assert_eq!(running, ["a"]);
+        assert_eq!(membership.served_kinds(), ["square"]);
+        assert_eq!(membership.serving("square").count(), 1);
+        assert_eq!(membership.serving("cube").count(), 0);
         assert_eq!(membership.last_heartbeat_ms("a"), Some(5));
         assert_eq!(membership.last_heartbeat_ms("c"), Some(3));
         assert_eq!(membership.last_heartbeat_ms("d"), None);

@@ -1,8 +1,10 @@
 //! Every queue and Redis key name, and the declaration of the queues. Names are built nowhere else.
 //!
 //! With prefix `taskq` the management UI shows:
-//! - `taskq.tasks.cpu`: chunks waiting for a worker's thread pool;
-//! - `taskq.tasks.io`: chunks waiting for a worker's I/O lane (downloads);
+//! - `taskq.tasks.<kind>`: one queue per task kind (`taskq.tasks.square`, `taskq.tasks.download`, a
+//!   user's `taskq.tasks.wordcount`): chunks waiting for a worker that serves the kind. A worker consumes
+//!   the queues of the kinds it registered and no other, so it never receives a kind it cannot run, and
+//!   chunks of a kind no worker serves yet wait here, visible in the management UI;
 //! - `taskq.results`: chunk results waiting for the consumer;
 //! - `taskq.dead`: messages refused for good (undecodable, unknown kind, redelivered too often, failed
 //!   after every retry), each with the reason in its `x-taskq-reason` header;
@@ -25,7 +27,6 @@ use lapin::{Channel, ExchangeKind};
 
 use crate::broker::BrokerError;
 use crate::job::JobId;
-use crate::tasks::Lane;
 
 /// How often a task may be delivered before the broker dead-letters it (it kept killing workers).
 pub const DELIVERY_LIMIT: i64 = 6;
@@ -72,12 +73,9 @@ impl Topology {
         &self.prefix
     }
 
-    /// The queue a lane's tasks travel on.
-    pub fn task_queue(&self, lane: Lane) -> String {
-        match lane {
-            Lane::Cpu => format!("{}.tasks.cpu", self.prefix),
-            Lane::Io => format!("{}.tasks.io", self.prefix),
-        }
+    /// The queue a kind's chunks travel on (`kind` is a validated kind name).
+    pub fn task_queue(&self, kind: &str) -> String {
+        format!("{}.tasks.{kind}", self.prefix)
     }
 
     /// The queue chunk results travel on, to the consumer.
@@ -97,14 +95,9 @@ impl Topology {
         format!("{}.retry.{}s", self.prefix, delay.as_secs())
     }
 
-    /// Every queue, in declaration order.
+    /// Every queue but the kinds' own, in declaration order.
     pub fn queues(&self) -> Vec<String> {
-        let mut queues = vec![
-            self.dead_queue(),
-            self.task_queue(Lane::Cpu),
-            self.task_queue(Lane::Io),
-            self.results_queue(),
-        ];
+        let mut queues = vec![self.dead_queue(), self.results_queue()];
         queues.extend(self.exchanges());
         queues
     }
@@ -131,6 +124,13 @@ impl Topology {
         format!("{}:job:{job}:runs", self.prefix)
     }
 
+    /// The Redis hash of every kind a worker ever served here, by name: its lane and declared options
+    /// ([`crate::registry::KindInfo`]), so the producer knows a kind's chunk size and the consumer its
+    /// aggregate without any of the kind's code.
+    pub fn kinds_key(&self) -> String {
+        format!("{}:kinds", self.prefix)
+    }
+
     /// The Redis pub/sub channel on which a job's end (completed or failed) is announced, so a waiting
     /// producer learns of it at once instead of at its next poll.
     pub fn job_finished_channel(&self, job: JobId) -> String {
@@ -142,29 +142,40 @@ impl Topology {
         format!("{}:*", self.prefix)
     }
 
-    /// Declares every queue and exchange. Idempotent: every binary calls it at start.
+    /// Declares every shared queue and exchange (not the kinds' queues: see
+    /// [`Topology::declare_kind`]). Idempotent: every binary calls it at start.
     pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
         let mut classic = FieldTable::default();
         classic.insert(ShortString::from("x-queue-type"), string("classic"));
         declare_queue(channel, &self.dead_queue(), classic).await?;
-        let mut to_dead = quorum_args();
-        to_dead.insert(ShortString::from("x-dead-letter-exchange"), string(""));
-        to_dead.insert(
-            ShortString::from("x-dead-letter-routing-key"),
-            string(&self.dead_queue()),
-        );
-        to_dead.insert(
-            ShortString::from("x-delivery-limit"),
-            AMQPValue::LongLongInt(DELIVERY_LIMIT),
-        );
-        declare_queue(channel, &self.task_queue(Lane::Cpu), to_dead.clone()).await?;
-        declare_queue(channel, &self.task_queue(Lane::Io), to_dead.clone()).await?;
-        declare_queue(channel, &self.results_queue(), to_dead).await?;
+        declare_queue(channel, &self.results_queue(), self.dead_lettered()).await?;
         for level in 0..RETRY_DELAYS.len() {
             self.declare_retry_level(channel, &self.retry_exchange(level))
                 .await?;
         }
         self.declare_broadcast_exchange(channel).await
+    }
+
+    /// Declares a kind's task queue (idempotent): the producer before publishing a job of it, and each
+    /// worker for the kinds it serves.
+    pub async fn declare_kind(&self, channel: &Channel, kind: &str) -> Result<(), BrokerError> {
+        declare_queue(channel, &self.task_queue(kind), self.dead_lettered()).await
+    }
+
+    /// Arguments of a quorum queue whose messages that keep killing their consumer, or that are
+    /// rejected, go to the dead-letter queue.
+    fn dead_lettered(&self) -> FieldTable {
+        let mut args = quorum_args();
+        args.insert(ShortString::from("x-dead-letter-exchange"), string(""));
+        args.insert(
+            ShortString::from("x-dead-letter-routing-key"),
+            string(&self.dead_queue()),
+        );
+        args.insert(
+            ShortString::from("x-delivery-limit"),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        args
     }
 
     /// A retry level: a fanout exchange and its queue, whose expired messages the broker dead-letters
@@ -296,9 +307,9 @@ mod tests {
     #[test]
     fn names_carry_the_prefix_and_say_what_they_hold() {
         let topology = Topology::new("demo");
-        assert_eq!(topology.task_queue(Lane::Cpu), "demo.tasks.cpu");
-        assert_eq!(topology.task_queue(Lane::Io), "demo.tasks.io");
-        assert!(topology.queues().contains(&"demo.tasks.io".to_owned()));
+        assert_eq!(topology.task_queue("square"), "demo.tasks.square");
+        assert!(topology.queues().contains(&"demo.results".to_owned()));
+        assert_eq!(topology.kinds_key(), "demo:kinds");
         assert_eq!(topology.results_queue(), "demo.results");
         assert_eq!(topology.dead_queue(), "demo.dead");
         assert_eq!(topology.retry_exchange(0), "demo.retry.1s");

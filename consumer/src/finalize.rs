@@ -9,11 +9,13 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use taskq_common::aggregate::Aggregate;
 use taskq_common::cancel::Finish;
 use taskq_common::job::{now_ms, JobId, JobState, JobStatus};
+use taskq_common::registry::Registry;
 use taskq_common::store::{JobStore, StoreError};
 
-use crate::output::{consolidator, OutputError, Written};
+use crate::output::{Consolidator, OutputError, Written};
 
 /// Chunk results fetched from Redis per round trip.
 const FETCH_BATCH: u32 = 256;
@@ -67,9 +69,11 @@ pub async fn finalize(
         }
     }
     let chunks = stored_chunks(store, &state, how).await?;
+    let aggregate = declared_aggregate(store, &state.spec.kind).await?;
     let output_dir = output_dir.to_owned();
-    let summary =
-        tokio::task::spawn_blocking(move || write_files(&output_dir, &state, &chunks, how))
+    let summary = tokio::task::spawn_blocking(move || {
+        write_files(&output_dir, &state, &chunks, &aggregate, how)
+    })
             .await
             .map_err(|e| {
                 FinalizeError::Unfinishable(format!("writing the output panicked: {e}"))
@@ -79,6 +83,12 @@ pub async fn finalize(
         Finish::Cancel => store.finish_cancelled(job, &summary).await?,
     }
     Ok(summary)
+}
+
+/// The aggregate the kind's workers declared; none if no worker ever declared the kind here.
+async fn declared_aggregate(store: &JobStore, kind: &str) -> Result<Aggregate, FinalizeError> {
+    let declared = Registry::new(store).kind(kind).await?;
+    Ok(declared.map(|info| info.aggregate).unwrap_or_default())
 }
 
 /// The stored chunk results in order: all of them to complete a job, those recorded to cancel it.
@@ -112,17 +122,12 @@ fn write_files(
     output_dir: &Path,
     state: &JobState,
     chunks: &[Vec<u8>],
+    aggregate: &Aggregate,
     how: Finish,
 ) -> Result<serde_json::Value, FinalizeError> {
     let job = state.spec.id;
     let output_error = |source: OutputError| FinalizeError::Output { job, source };
-    let mut consolidator =
-        consolidator(&state.spec.kind, state.spec.total_items).ok_or_else(|| {
-            FinalizeError::Unfinishable(format!(
-                "this consumer does not know task kind '{}'",
-                state.spec.kind
-            ))
-        })?;
+    let mut consolidator = Consolidator::new(aggregate, state.spec.total_items);
     let output_path = output_dir.join(format!("{job}.jsonl"));
     let mut written = Written::default();
     write_atomically(&output_path, |out| {
@@ -135,6 +140,7 @@ fn write_files(
     })
     .map_err(output_error)?;
 
+    let (aggregate, inline) = consolidator.aggregate();
     let elapsed_ms = now_ms().saturating_sub(state.spec.submitted_at_ms).max(1);
     let items = written.items;
     let status = match how {
@@ -152,14 +158,14 @@ fn write_files(
         "elapsed_ms": elapsed_ms,
         "items_per_sec": (items as f64 * 1000.0 / elapsed_ms as f64).round(),
         "output": absolute(&output_path).display().to_string(),
-        "aggregate": consolidator.aggregate(),
+        "aggregate": aggregate,
     });
     if how == Finish::Cancel {
         // What the output holds of what was submitted.
         summary["chunks_done"] = chunks.len().into();
         summary["items_submitted"] = state.spec.total_items.into();
     }
-    if let Some(results) = consolidator.take_inline() {
+    if let Some(results) = inline {
         summary["results"] = serde_json::Value::Array(results);
     }
     let summary_path = output_dir.join(format!("{job}.summary.json"));

@@ -1,27 +1,17 @@
-//! Turning a job's stored chunk results into its output: one JSON line per item in input order, the
-//! kind's aggregate, and (for small jobs) the results inline in the summary.
+//! Turning a job's stored chunk results into its output: one JSON line per item in input order
+//! (`{"index":..,"input":..,"output":..}` or `"error"` instead of `"output"`), the kind's declared
+//! aggregate, and (for small jobs) the lines inline in the summary. Needs no kind's code: inputs and
+//! outputs are JSON texts, copied as they are.
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde_json::value::RawValue;
+use taskq_common::aggregate::{Aggregate, Folder};
 use taskq_common::envelope::{decode_payload, DecodeError};
-use taskq_common::tasks::{
-    Download, ResultPayload, Square, SumSquares, TaskKind, TestAbort, TestFlaky,
-};
+use taskq_common::payload::{ItemLine, ResultPayload};
 
 /// Jobs with at most this many items carry their results in the summary, so `producer wait` shows them.
 pub const INLINE_RESULTS_MAX: u64 = 1000;
-
-/// One output line.
-#[derive(Serialize)]
-struct Line<'a, I, O> {
-    index: u64,
-    input: &'a I,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    output: Option<&'a O>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-}
 
 /// Items written from one chunk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,16 +20,6 @@ pub struct Written {
     pub items: u64,
     /// Of those, lines with an error.
     pub failed: u64,
-}
-
-/// Writes a job's output chunk by chunk and folds its aggregate.
-pub trait Consolidator: Send {
-    /// Writes one chunk's lines (chunks must come in order).
-    fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<Written, OutputError>;
-    /// The aggregate over every chunk added.
-    fn aggregate(&self) -> serde_json::Value;
-    /// The lines as JSON values, if the job is small enough to inline them.
-    fn take_inline(&mut self) -> Option<Vec<serde_json::Value>>;
 }
 
 /// Why output could not be written.
@@ -56,128 +36,119 @@ pub enum OutputError {
     Json(#[from] serde_json::Error),
 }
 
-struct Typed<K: TaskKind> {
-    aggregate: K::Aggregate,
+/// Writes a job's output chunk by chunk and folds its aggregate.
+pub struct Consolidator {
+    aggregate: Folder,
     inline: Option<Vec<serde_json::Value>>,
 }
 
-impl<K: TaskKind> Consolidator for Typed<K> {
-    fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<Written, OutputError> {
-        let chunk: ResultPayload<K::Item, K::Output> = decode_payload(encoded)?;
-        let written = Written {
-            items: chunk.items.len() as u64,
-            failed: chunk.failed() as u64,
-        };
-        for (offset, (input, outcome)) in chunk.items.iter().zip(&chunk.outcomes).enumerate() {
-            let line = Line {
-                index: chunk.first_index + offset as u64,
-                input,
-                output: outcome.as_ref().ok(),
-                error: outcome.as_ref().err().map(String::as_str),
-            };
-            K::fold_outcome(&mut self.aggregate, outcome);
-            serde_json::to_writer(&mut *out, &line)?;
+impl Consolidator {
+    /// A consolidator folding `aggregate`, inlining the lines of jobs of at most
+    /// [`INLINE_RESULTS_MAX`] items.
+    pub fn new(aggregate: &Aggregate, total_items: u64) -> Self {
+        Self {
+            aggregate: aggregate.folder(),
+            inline: (total_items <= INLINE_RESULTS_MAX).then(Vec::new),
+        }
+    }
+
+    /// Writes one chunk's lines (chunks must come in order).
+    pub fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<Written, OutputError> {
+        let chunk: ResultPayload = decode_payload(encoded)?;
+        let lines = chunk.lines()?;
+        for line in &lines {
+            if let Ok(output) = line.outcome {
+                self.aggregate.add(output.get());
+            }
+            let text = line_json(line)?;
+            out.write_all(text.as_bytes())?;
             out.write_all(b"\n")?;
             if let Some(inline) = &mut self.inline {
-                inline.push(serde_json::to_value(&line)?);
+                inline.push(serde_json::from_str(&text)?);
             }
         }
-        Ok(written)
+        Ok(Written {
+            items: lines.len() as u64,
+            failed: chunk.failed() as u64,
+        })
     }
 
-    fn aggregate(&self) -> serde_json::Value {
-        serde_json::to_value(&self.aggregate).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn take_inline(&mut self) -> Option<Vec<serde_json::Value>> {
-        self.inline.take()
+    /// The aggregate over every chunk added.
+    pub fn aggregate(self) -> (serde_json::Value, Option<Vec<serde_json::Value>>) {
+        (self.aggregate.finish(), self.inline)
     }
 }
 
-/// The consolidator for a kind, or `None` for a kind this build does not know.
-pub fn consolidator(kind: &str, total_items: u64) -> Option<Box<dyn Consolidator>> {
-    fn typed<K: TaskKind>(total_items: u64) -> Box<dyn Consolidator> {
-        let inline = (total_items <= INLINE_RESULTS_MAX).then(Vec::new);
-        Box::new(Typed::<K> {
-            aggregate: Default::default(),
-            inline,
-        })
+/// One output line: the input and output copied as their JSON texts, so every digit survives.
+fn line_json(line: &ItemLine<'_>) -> Result<String, serde_json::Error> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        index: u64,
+        input: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a str>,
     }
-    match kind {
-        SumSquares::NAME => Some(typed::<SumSquares>(total_items)),
-        Square::NAME => Some(typed::<Square>(total_items)),
-        TestAbort::NAME => Some(typed::<TestAbort>(total_items)),
-        TestFlaky::NAME => Some(typed::<TestFlaky>(total_items)),
-        Download::NAME => Some(typed::<Download>(total_items)),
-        _ => None,
-    }
+    serde_json::to_string(&Line {
+        index: line.index,
+        input: line.input,
+        output: line.outcome.ok(),
+        error: line.outcome.err(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use taskq_common::aggregate::Fold;
     use taskq_common::envelope::encode;
+    use taskq_common::payload::{ResultBuilder, TaskPayload};
 
     #[test]
     fn lines_keep_order_and_u128_precision_and_report_errors() {
-        let mut consolidator = consolidator(SumSquares::NAME, 3).unwrap();
-        let big = SumSquares::closed_form(5_000_000);
-        let chunk = ResultPayload::<u64, u128> {
-            first_index: 4,
-            items: vec![5_000_000, 7],
-            outcomes: vec![Ok(big), Err("boom".into())],
-        };
+        let big: u128 = 41_666_654_166_667_500_000;
+        let task = TaskPayload::of(4, &[5_000_000u64, 7]).unwrap();
+        let mut result = ResultBuilder::new(&task);
+        result.ok(&big);
+        result.failed("boom");
+        let mut consolidator = Consolidator::new(&Aggregate::sum("total"), 3);
         let mut out = Vec::new();
-        let written = consolidator.add_chunk(&encode(&chunk), &mut out).unwrap();
+        let written = consolidator
+            .add_chunk(&encode(&result.finish()), &mut out)
+            .unwrap();
+        assert_eq!(written, Written { items: 2, failed: 1 });
         assert_eq!(
-            written,
-            Written {
-                items: 2,
-                failed: 1
-            }
-        );
-        let text = String::from_utf8(out).unwrap();
-        assert_eq!(
-            text,
+            String::from_utf8(out).unwrap(),
             format!(
                 "{{\"index\":4,\"input\":5000000,\"output\":{big}}}\n{{\"index\":5,\"input\":7,\"error\":\"boom\"}}\n"
             )
         );
-        assert_eq!(
-            consolidator.aggregate().to_string(),
-            format!("{{\"total\":{big}}}")
-        );
-        assert_eq!(consolidator.take_inline().unwrap().len(), 2);
+        let (aggregate, inline) = consolidator.aggregate();
+        assert_eq!(aggregate.to_string(), format!("{{\"total\":{big}}}"));
+        assert_eq!(inline.unwrap().len(), 2);
     }
 
     #[test]
-    fn downloads_write_their_fields_and_count_failures_in_the_aggregate() {
-        use taskq_common::tasks::DownloadOutput;
-        let mut consolidator = consolidator(Download::NAME, 2).unwrap();
-        let chunk = ResultPayload::<String, DownloadOutput> {
-            first_index: 0,
-            items: vec!["http://a/x".into(), "http://b/".into()],
-            outcomes: vec![
-                Ok(DownloadOutput {
-                    final_url: "http://a/y".into(),
-                    status: 200,
-                    bytes: 3,
-                    sha256: "abc".into(),
-                    elapsed_ms: 12,
-                    attempts: 1,
-                }),
-                Err("HTTP 404 Not Found".into()),
-            ],
-        };
+    fn any_json_passes_through_and_fields_fold_by_pointer() {
+        let task = TaskPayload::of_json(0, &["{\"url\": \"http://a/x\"}", "\"http://b/\""]);
+        let mut result = ResultBuilder::new(&task);
+        result.ok_json("{\"bytes\":3,\"elapsed_ms\":12}");
+        result.failed("HTTP 404 Not Found");
+        let aggregate = Aggregate::none()
+            .with("ok", Fold::Count, None)
+            .with("total_bytes", Fold::Sum, Some("/bytes"));
+        let mut consolidator = Consolidator::new(&aggregate, 2_000);
         let mut out = Vec::new();
-        consolidator.add_chunk(&encode(&chunk), &mut out).unwrap();
+        consolidator
+            .add_chunk(&encode(&result.finish()), &mut out)
+            .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "{\"index\":0,\"input\":\"http://a/x\",\"output\":{\"final_url\":\"http://a/y\",\"status\":200,\"bytes\":3,\"sha256\":\"abc\",\"elapsed_ms\":12,\"attempts\":1}}\n{\"index\":1,\"input\":\"http://b/\",\"error\":\"HTTP 404 Not Found\"}\n"
+            "{\"index\":0,\"input\":{\"url\": \"http://a/x\"},\"output\":{\"bytes\":3,\"elapsed_ms\":12}}\n{\"index\":1,\"input\":\"http://b/\",\"error\":\"HTTP 404 Not Found\"}\n"
         );
-        assert_eq!(
-            consolidator.aggregate().to_string(),
-            "{\"count\":2,\"ok\":1,\"failed\":1,\"total_bytes\":3,\"p50_ms\":12,\"p99_ms\":12}"
-        );
+        let (aggregate, inline) = consolidator.aggregate();
+        assert_eq!(aggregate.to_string(), "{\"ok\":1,\"total_bytes\":3}");
+        assert!(inline.is_none(), "too many items to inline");
     }
 }

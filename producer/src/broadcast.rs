@@ -2,8 +2,9 @@
 //! and every chunk goes through the broadcast exchange to all of them, all or nothing as for `submit`.
 
 use taskq_common::broadcast::{Member, MAX_BROADCAST_CHUNKS};
+use taskq_common::broker::Publisher;
 use taskq_common::job::JobId;
-use taskq_common::registry::{Registry, WorkerInfo};
+use taskq_common::registry::{Membership, WorkerInfo};
 use taskq_common::store::JobStore;
 use tokio_util::sync::CancellationToken;
 
@@ -22,16 +23,17 @@ pub fn validate(prepared: &Prepared) -> Result<(), String> {
     Ok(())
 }
 
-/// Shares a prepared job among the live workers and publishes it; returns its id once every chunk is
-/// confirmed.
-pub async fn submit(
-    amqp_url: &str,
+/// Shares a prepared job among the live workers that serve its kind and publishes it; returns its id
+/// once every chunk is confirmed.
+pub async fn publish(
+    publisher: &Publisher,
     store: &JobStore,
+    membership: &Membership,
     mut prepared: Prepared,
     shutdown: &CancellationToken,
 ) -> Result<JobId, ProducerError> {
-    let membership = Registry::new(store).membership().await?;
-    let members: Vec<Member> = membership.running().map(WorkerInfo::member).collect();
+    let kind = prepared.spec.kind.clone();
+    let members: Vec<Member> = membership.serving(&kind).map(WorkerInfo::member).collect();
     if members.is_empty() {
         return Err(ProducerError::NoWorkers {
             prefix: store.topology().prefix().to_owned(),
@@ -52,5 +54,5 @@ pub async fn submit(
         // A fanout exchange ignores the routing key; the exchange's name makes errors say where it went.
         message.queue.clone_from(&exchange);
     }
-    submit::submit(amqp_url, store, prepared, shutdown).await
+    submit::publish(publisher, store, prepared, shutdown).await
 }

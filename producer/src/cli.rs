@@ -35,6 +35,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Split a data set into chunks and enqueue them as a job.
+    ///
+    /// The built-in kinds take their own flags (`submit square --values 1..=14`); any other kind takes
+    /// JSON items: `submit KIND --items-file items.jsonl` (one JSON value per line, '-' for stdin) or
+    /// `submit KIND --items '[1, 2]'`, with the same options (--chunk-size, --wait, --timeout,
+    /// --allow-unserved). A kind no live worker serves is refused (exit 2) unless --allow-unserved.
     Submit {
         /// The job's kind and data.
         #[command(subcommand)]
@@ -71,6 +76,9 @@ pub enum Command {
         #[command(subcommand)]
         job: SubmitJob,
     },
+    /// List the task kinds as JSON: each with its lane, default chunk size, aggregate and the live
+    /// workers serving it (kinds declared by workers that are gone are listed with no workers).
+    Kinds,
     /// List the live workers with their load (and those whose heartbeats stopped lately) as JSON.
     Workers,
     /// Ask every live worker to answer; report who answered, who is missing and who does not answer.
@@ -154,6 +162,33 @@ pub enum SubmitJob {
     Square(SquareArgs),
     /// Download each URL: final URL, HTTP status, bytes, SHA-256 and time of each, or its error.
     Download(DownloadArgs),
+    /// Any other kind a worker serves (yours, or an --exec program): KIND --items-file F | --items JSON.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
+}
+
+/// Data of a job of any kind, as JSON items: `submit KIND --items-file items.jsonl` or
+/// `submit KIND --items '[1, 2]'`. The kind's worker decodes each item into its input type; an item
+/// that does not fit fails alone, with the reason in its output line.
+#[derive(Debug, Parser)]
+#[command(no_binary_name = true)]
+pub struct JsonJobArgs {
+    /// The kind's name, as `producer kinds` lists it.
+    #[arg(value_parser = parse_kind)]
+    pub kind: String,
+    /// A file of items, one JSON value per line ('-' for stdin). Blank lines are skipped.
+    #[arg(long, value_name = "PATH", required_unless_present = "items", conflicts_with = "items")]
+    pub items_file: Option<std::path::PathBuf>,
+    /// The items as one JSON array, for example '[1, 2, 3]' or '[{"path": "a.png"}]'.
+    #[arg(long, value_name = "JSON", allow_hyphen_values = true)]
+    pub items: Option<String>,
+    /// Chunking and waiting.
+    #[command(flatten)]
+    pub options: SubmitOptions,
+}
+
+fn parse_kind(raw: &str) -> Result<String, String> {
+    taskq_common::task::validate_kind_name(raw).map(|()| raw.to_owned())
 }
 
 /// Data of a `sum-squares` job.
@@ -200,11 +235,17 @@ pub struct DownloadArgs {
 }
 
 /// Options every `submit` takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct SubmitOptions {
-    /// Items per message [default: per kind: 1 for sum-squares, 1000 for square, 1 for download].
+    /// Items per message [default: the kind's own, as its workers declare it (1 for sum-squares, 1000
+    /// for square, 1 for download); 1 for a kind no worker declared yet].
     #[arg(long)]
     pub chunk_size: Option<ChunkSize>,
+    /// Enqueue even if no live worker serves the kind: the chunks wait in the kind's queue (visible in
+    /// the management UI) until a worker that serves it starts. Without it, such a submit fails (exit 2)
+    /// and names the kinds that are served.
+    #[arg(long)]
+    pub allow_unserved: bool,
     /// Wait for the job: progress bar on stderr, JSON summary on stdout.
     #[arg(long)]
     pub wait: bool,

@@ -347,6 +347,7 @@ mod tests {
             cpu_threads: 1,
             io_concurrency: 1,
             queues: Vec::new(),
+            kinds: Vec::new(),
             started_at_ms: 0,
             heartbeat_at_ms: 0,
             state: WorkerState::Running,

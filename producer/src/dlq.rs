@@ -9,12 +9,12 @@
 use lapin::message::BasicGetMessage;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueuePurgeOptions};
 use lapin::{Channel, Connection};
-use serde::de::IgnoredAny;
 use serde_json::json;
 use taskq_common::broker::{self, header, Outgoing};
 use taskq_common::envelope::{decode_payload, decode_task, encode, TaskMessage, WIRE_VERSION};
 use taskq_common::job::{now_ms, JobId, JobSpec};
-use taskq_common::tasks::{lane_of, TaskPayload};
+use taskq_common::payload::TaskPayload;
+use taskq_common::task::validate_kind_name;
 use taskq_common::topology::{
     Topology, ATTEMPTS_HEADER, REASON_HEADER, SOURCE_QUEUE_HEADER, WORKER_HEADER,
 };
@@ -217,17 +217,19 @@ fn replay_job(letters: &[Letter], topology: &Topology) -> Result<Prepared, Strin
         .first()
         .map(|task| task.kind.clone())
         .unwrap_or_default();
-    let lane = lane_of(&kind).ok_or_else(|| format!("unknown kind {kind}"))?;
+    validate_kind_name(&kind)?;
     let mut total_items = 0u64;
     let mut messages = Vec::with_capacity(tasks.len());
     for (task_id, task) in tasks.iter().enumerate() {
-        let items: TaskPayload<IgnoredAny> = decode_payload(&task.payload).map_err(|error| {
-            format!(
-                "dead chunk {}/{} cannot be replayed: {error}; `producer dlq purge --job {}` drops it",
-                task.job_id, task.task_id, task.job_id
-            )
-        })?;
-        total_items += items.items.len() as u64;
+        let count = decode_payload::<TaskPayload>(&task.payload)
+            .and_then(|payload| payload.items().map(|items| items.len()))
+            .map_err(|error| {
+                format!(
+                    "dead chunk {}/{} cannot be replayed: {error}; `producer dlq purge --job {}` drops it",
+                    task.job_id, task.task_id, task.job_id
+                )
+            })?;
+        total_items += count as u64;
         let task_id = task_id as u32;
         let replayed = TaskMessage {
             version: WIRE_VERSION,
@@ -237,7 +239,7 @@ fn replay_job(letters: &[Letter], topology: &Topology) -> Result<Prepared, Strin
             ..(*task).clone()
         };
         messages.push(Outgoing {
-            queue: topology.task_queue(lane),
+            queue: topology.task_queue(&kind),
             body: encode(&replayed),
             message_id: format!("{id}/{task_id}"),
             kind: kind.clone(),

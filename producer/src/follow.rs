@@ -42,12 +42,22 @@ pub fn state_json(state: &JobState) -> serde_json::Value {
     value
 }
 
-/// Waits until the job is completed or failed, drawing a progress bar on stderr (only on a terminal).
-/// Redis errors while waiting are logged and retried: the job goes on regardless.
+/// Whether waiting draws a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A bar on stderr (drawn only when it is a terminal).
+    Bar,
+    /// Nothing.
+    Hidden,
+}
+
+/// Waits until the job is completed or failed, showing `progress`. Redis errors while waiting are
+/// logged and retried: the job goes on regardless.
 pub async fn wait(
     store: &JobStore,
     job: JobId,
     timeout: Option<Duration>,
+    progress: Progress,
     shutdown: &CancellationToken,
 ) -> Result<JobState, ProducerError> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
@@ -64,10 +74,14 @@ pub async fn wait(
     loop {
         match store.job_state(job).await {
             Ok(Some(state)) => {
-                let bar = bar.get_or_insert_with(|| progress_bar(&state));
-                bar.set_position(state.items_done);
+                if progress == Progress::Bar {
+                    let bar = bar.get_or_insert_with(|| progress_bar(&state));
+                    bar.set_position(state.items_done);
+                }
                 if state.status.is_final() {
-                    bar.finish_and_clear();
+                    if let Some(bar) = &bar {
+                        bar.finish_and_clear();
+                    }
                     return Ok(state);
                 }
             }

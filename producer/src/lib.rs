@@ -1,10 +1,13 @@
 //! The producer: validates a job's input, records the job in Redis, publishes its chunks with pipelined
 //! publisher confirms, and follows jobs to their result.
 //!
+//! - [`client`]: the client API (submit, status, wait from a program), which the CLI uses too.
 //! - [`cli`]: the command line.
-//! - [`input`], [`urls`], [`prepare`]: from what the user typed to task messages, before any connection.
+//! - [`input`], [`urls`], [`items`], [`prepare`]: from what the user typed to task messages, before any
+//!   connection.
 //! - [`submit`]: recording and publishing a job, all or nothing; [`broadcast`]: the same for a job shared
-//!   among the live workers.
+//!   among the live workers that serve its kind.
+//! - [`kinds`]: the kinds the workers declared and who serves them.
 //! - [`follow`]: `status` and `wait`.
 //! - [`dlq`]: `dlq list | replay | purge`.
 //! - [`control`]: commands to every live worker and their answers; [`workers`]: the registry as JSON;
@@ -13,10 +16,13 @@
 pub mod broadcast;
 pub mod cancel;
 pub mod cli;
+pub mod client;
 pub mod control;
 pub mod dlq;
 pub mod follow;
 pub mod input;
+pub mod items;
+pub mod kinds;
 pub mod prepare;
 pub mod submit;
 pub mod urls;
@@ -32,8 +38,11 @@ use taskq_common::store::{JobStore, StoreError};
 use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::client::{outputs, Client, Job, JobOptions};
+
 use crate::cli::{Cli, Command, DlqAction, SubmitJob};
 use crate::control::ControlPlane;
+use crate::follow::Progress;
 
 /// Why a producer command did not succeed. [`ProducerError::exit_code`] maps each to the process exit code.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +110,14 @@ pub enum ProducerError {
         /// The prefix looked under.
         prefix: String,
     },
+    /// No live worker serves the kind, and `--allow-unserved` was not given.
+    #[error("no live worker serves task kind '{kind}' (served now: {}). Start a worker that serves it, check the name (`producer kinds` lists them), or pass --allow-unserved to enqueue anyway: the chunks then wait in the kind's queue until such a worker starts", if served.is_empty() { "none".to_owned() } else { served.join(", ") })]
+    Unserved {
+        /// The kind.
+        kind: String,
+        /// The kinds some live worker serves.
+        served: Vec<String>,
+    },
     /// `shutdown --worker` named a worker that is not alive.
     #[error("worker '{worker}' is not a live worker under prefix '{prefix}': `producer workers` lists the live ones")]
     UnknownWorker {
@@ -139,7 +156,7 @@ impl ProducerError {
     /// The process exit code: 2 for invalid input, 130 when interrupted, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Input(_) => 2,
+            Self::Input(_) | Self::Unserved { .. } => 2,
             Self::SubmitInterrupted { .. }
             | Self::WaitInterrupted { .. }
             | Self::ControlInterrupted { .. } => 130,
@@ -152,11 +169,12 @@ impl ProducerError {
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerError> {
     let topology = Topology::new(cli.connection.prefix.clone());
     match cli.command {
-        Command::Submit { job } => {
-            submit_job(&cli.connection, topology, &job, false, &shutdown).await
-        }
-        Command::Broadcast { job } => {
-            submit_job(&cli.connection, topology, &job, true, &shutdown).await
+        Command::Submit { job } => submit_job(&cli.connection, &job, false, &shutdown).await,
+        Command::Broadcast { job } => submit_job(&cli.connection, &job, true, &shutdown).await,
+        Command::Kinds => {
+            let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
+            print_json(&kinds::kinds_json(&Registry::new(&store)).await?);
+            Ok(())
         }
         Command::Workers => {
             let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
@@ -232,16 +250,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerEr
                     Ok(())
                 }
                 DlqAction::Replay { job, wait } => {
-                    let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
-                    replay(
-                        &cli.connection.amqp_url,
-                        &store,
-                        letters,
-                        job,
-                        wait,
-                        &shutdown,
-                    )
-                    .await
+                    let client = connect(&cli.connection).await?;
+                    replay(&client, letters, job, wait, &shutdown).await
                 }
             }
         }
@@ -249,13 +259,13 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerEr
 }
 
 async fn replay(
-    amqp_url: &str,
-    store: &JobStore,
+    client: &Client,
     letters: dlq::DeadLetters,
     job: Option<JobId>,
     wait: bool,
     shutdown: &CancellationToken,
 ) -> Result<(), ProducerError> {
+    let store = client.store();
     let replays = dlq::replays(&letters, job, store.topology()).await?;
     let mut submitted = Vec::with_capacity(replays.len());
     for dlq::Replay {
@@ -265,7 +275,7 @@ async fn replay(
     } in replays
     {
         let (chunks, items) = (prepared.spec.total_chunks, prepared.spec.total_items);
-        let id = submit::submit(amqp_url, store, prepared, shutdown).await?;
+        let id = client.publish_prepared(prepared, shutdown).await?;
         taken.acknowledge().await?;
         tracing::info!(%original, replay = %id, chunks, "dead chunks replayed as a new job");
         submitted.push((original, id, chunks, items));
@@ -280,7 +290,7 @@ async fn replay(
             "items": items,
         });
         if wait {
-            let state = follow::wait(store, id, None, shutdown).await?;
+            let state = follow::wait(store, id, None, Progress::Bar, shutdown).await?;
             entry["summary"] = follow::state_json(&state);
         }
         report.push(entry);
@@ -289,33 +299,41 @@ async fn replay(
     Ok(())
 }
 
-/// Validates, records and publishes a job (`broadcast`: to every live worker), then prints its id or,
-/// with `--wait`, its summary.
+/// Validates, records and publishes a job (`broadcast`: to every live worker serving its kind), then
+/// prints its id or, with `--wait`, its summary.
 async fn submit_job(
     connection: &taskq_common::config::ConnectionArgs,
-    topology: Topology,
     job: &SubmitJob,
     broadcast: bool,
     shutdown: &CancellationToken,
 ) -> Result<(), ProducerError> {
-    let prepared = prepare::prepare(job, &topology).map_err(ProducerError::Input)?;
-    if broadcast {
-        broadcast::validate(&prepared).map_err(ProducerError::Input)?;
-    }
-    let options = prepare::options(job);
-    let store = JobStore::connect(&connection.redis_url, topology).await?;
-    let url = &connection.amqp_url;
-    let id = if broadcast {
-        broadcast::submit(url, &store, prepared, shutdown).await?
-    } else {
-        submit::submit(url, &store, prepared, shutdown).await?
+    let (input, options) = prepare::parse(job).map_err(ProducerError::Input)?;
+    let client = connect(connection).await?;
+    let job_options = JobOptions {
+        chunk_size: options.chunk_size,
+        allow_unserved: options.allow_unserved,
+        broadcast,
     };
-    if options.wait {
-        wait_and_print(&store, id, options.timeout, shutdown).await
+    let id = client.submit_input(&input, &job_options, shutdown).await?.id();
+    let result = if options.wait {
+        wait_and_print(client.store(), id, options.timeout, shutdown).await
     } else {
         println!("{id}");
         Ok(())
-    }
+    };
+    client.close().await;
+    result
+}
+
+async fn connect(
+    connection: &taskq_common::config::ConnectionArgs,
+) -> Result<Client, ProducerError> {
+    Client::connect(
+        &connection.amqp_url,
+        &connection.redis_url,
+        &connection.prefix,
+    )
+    .await
 }
 
 /// Sends a command to every live worker it addresses and prints the report; exit 1 unless all answered.
@@ -344,7 +362,8 @@ async fn wait_and_print(
     timeout: Option<u64>,
     shutdown: &CancellationToken,
 ) -> Result<(), ProducerError> {
-    let state = follow::wait(store, job, timeout.map(Duration::from_secs), shutdown).await?;
+    let timeout = timeout.map(Duration::from_secs);
+    let state = follow::wait(store, job, timeout, Progress::Bar, shutdown).await?;
     print_json(&follow::state_json(&state));
     match state.status {
         JobStatus::Failed => Err(ProducerError::JobFailed {

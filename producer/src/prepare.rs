@@ -1,14 +1,17 @@
-//! Turning validated input into a job: its record and its task messages, all built before any connection
-//! is opened, so bad input never leaves anything half-published.
+//! From what the user typed to a job: its items validated before any connection (so bad input never
+//! leaves anything half-published), then its record and task messages once the kind's chunk size is
+//! known.
 
+use serde::Serialize;
 use taskq_common::broker::Outgoing;
 use taskq_common::envelope::{encode, TaskMessage, WIRE_VERSION};
-use taskq_common::job::{now_ms, ChunkSize, JobId, JobSpec};
-use taskq_common::tasks::{Download, Square, SumSquares, TaskKind, TaskPayload};
+use taskq_common::job::{now_ms, JobId, JobSpec};
+use taskq_common::payload::TaskPayload;
 use taskq_common::topology::Topology;
 
-use crate::cli::{SquareArgs, SubmitJob, SubmitOptions, SumSquaresArgs};
+use crate::cli::{JsonJobArgs, SquareArgs, SubmitJob, SubmitOptions, SumSquaresArgs};
 use crate::input::{parse_values, MAX_ITEMS};
+use crate::items::{self, JsonItem};
 use crate::urls::download_urls;
 
 /// The largest n for sum-squares: its sum still fits in u128 (and the loop ends within hours).
@@ -23,39 +26,96 @@ pub struct Prepared {
     pub messages: Vec<Outgoing>,
 }
 
-/// Validates the user's input and builds the job. The error says what is wrong and what to do.
-pub fn prepare(job: &SubmitJob, topology: &Topology) -> Result<Prepared, String> {
-    match job {
-        SubmitJob::SumSquares(args) => {
-            let items = sum_squares_items(args)?;
-            Ok(build::<SumSquares>(
-                items,
-                chunk_size(&args.options),
-                topology,
-            ))
+/// A job's kind and validated items.
+#[derive(Debug)]
+pub struct JobInput {
+    /// The kind's name.
+    pub kind: String,
+    /// The items.
+    pub items: Items,
+}
+
+/// Validated items, typed where the producer knows the kind, JSON otherwise.
+#[derive(Debug)]
+pub enum Items {
+    /// Non-negative integers (`sum-squares`).
+    Counts(Vec<u64>),
+    /// Integers (`square`).
+    Integers(Vec<i64>),
+    /// Texts (`download`'s URLs).
+    Texts(Vec<String>),
+    /// Any JSON values (any kind).
+    Json(Vec<JsonItem>),
+}
+
+impl Items {
+    /// How many items.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Counts(items) => items.len(),
+            Self::Integers(items) => items.len(),
+            Self::Texts(items) => items.len(),
+            Self::Json(items) => items.len(),
         }
-        SubmitJob::Square(args) => {
-            let items = square_items(args)?;
-            Ok(build::<Square>(items, chunk_size(&args.options), topology))
-        }
-        SubmitJob::Download(args) => {
-            let urls = download_urls(args)?;
-            Ok(build::<Download>(urls, chunk_size(&args.options), topology))
-        }
+    }
+
+    /// True without items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// The submit options of any job.
-pub fn options(job: &SubmitJob) -> &SubmitOptions {
-    match job {
-        SubmitJob::SumSquares(args) => &args.options,
-        SubmitJob::Square(args) => &args.options,
-        SubmitJob::Download(args) => &args.options,
-    }
+/// Validates the user's input; the error says what is wrong and what to do.
+pub fn parse(job: &SubmitJob) -> Result<(JobInput, SubmitOptions), String> {
+    let (kind, items, options) = match job {
+        SubmitJob::SumSquares(args) => (
+            "sum-squares",
+            Items::Counts(sum_squares_items(args)?),
+            &args.options,
+        ),
+        SubmitJob::Square(args) => (
+            "square",
+            Items::Integers(square_items(args)?),
+            &args.options,
+        ),
+        SubmitJob::Download(args) => ("download", Items::Texts(download_urls(args)?), &args.options),
+        SubmitJob::Other(raw) => return json_job(raw),
+    };
+    let input = JobInput {
+        kind: kind.to_owned(),
+        items,
+    };
+    Ok((input, options.clone()))
 }
 
-fn chunk_size(options: &SubmitOptions) -> Option<ChunkSize> {
-    options.chunk_size
+fn json_job(raw: &[String]) -> Result<(JobInput, SubmitOptions), String> {
+    let args = match JsonJobArgs::try_parse_from_args(raw) {
+        Ok(args) => args,
+        Err(error) => return Err(error),
+    };
+    let items = match (&args.items, &args.items_file) {
+        (Some(array), _) => items::from_array(array)?,
+        (None, Some(path)) => items::from_file(path)?,
+        (None, None) => return Err("give the items with --items-file PATH or --items JSON".into()),
+    };
+    let input = JobInput {
+        kind: args.kind,
+        items: Items::Json(items),
+    };
+    Ok((input, args.options))
+}
+
+impl JsonJobArgs {
+    /// Parses `KIND --items...`; `--help` prints the help and exits.
+    fn try_parse_from_args(raw: &[String]) -> Result<Self, String> {
+        use clap::Parser;
+        Self::try_parse_from(raw).map_err(|error| match error.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                error.exit()
+            }
+            _ => error.to_string().trim_start_matches("error: ").trim().to_owned(),
+        })
+    }
 }
 
 fn sum_squares_items(args: &SumSquaresArgs) -> Result<Vec<u64>, String> {
@@ -86,50 +146,53 @@ fn square_items(args: &SquareArgs) -> Result<Vec<i64>, String> {
     parse_values::<i64>(&args.values)
 }
 
-fn build<K: TaskKind>(
-    items: Vec<K::Item>,
-    chunk_size: Option<ChunkSize>,
+/// Cuts the items into chunks of `per_chunk` and builds the job's record and messages.
+pub fn build(input: &JobInput, per_chunk: usize, topology: &Topology) -> Prepared {
+    let kind = &input.kind;
+    match &input.items {
+        Items::Counts(items) => build_typed(kind, items, per_chunk, topology),
+        Items::Integers(items) => build_typed(kind, items, per_chunk, topology),
+        Items::Texts(items) => build_typed(kind, items, per_chunk, topology),
+        Items::Json(items) => build_typed(kind, items, per_chunk, topology),
+    }
+}
+
+fn build_typed<T: Serialize>(
+    kind: &str,
+    items: &[T],
+    per_chunk: usize,
     topology: &Topology,
 ) -> Prepared {
     let id = JobId::new();
-    let per_chunk = chunk_size
-        .or_else(|| ChunkSize::new(K::DEFAULT_CHUNK_SIZE))
-        .map(ChunkSize::get)
-        .unwrap_or(1);
-    let total_items = items.len() as u64;
-    let queue = topology.task_queue(K::LANE);
+    let per_chunk = per_chunk.max(1);
+    let queue = topology.task_queue(kind);
     let mut messages = Vec::with_capacity(items.len().div_ceil(per_chunk));
-    let mut items = items.into_iter().peekable();
-    let mut first_index = 0u64;
-    while items.peek().is_some() {
-        let chunk: Vec<K::Item> = items.by_ref().take(per_chunk).collect();
-        let task_id = messages.len() as u32;
-        let count = chunk.len() as u64;
+    for (task_id, chunk) in items.chunks(per_chunk).enumerate() {
+        let task_id = task_id as u32;
+        let first_index = (task_id as usize * per_chunk) as u64;
+        // Items that came as JSON or as plain values always encode.
+        let payload = TaskPayload::of(first_index, chunk).expect("items encode as JSON");
         let task = TaskMessage {
             version: WIRE_VERSION,
             job_id: id,
             task_id,
-            kind: K::NAME.to_owned(),
+            kind: kind.to_owned(),
             attempt: 1,
-            payload: encode(&TaskPayload {
-                first_index,
-                items: chunk,
-            }),
+            payload: encode(&payload),
         };
         messages.push(Outgoing {
             queue: queue.clone(),
             body: encode(&task),
             message_id: format!("{id}/{task_id}"),
-            kind: K::NAME.to_owned(),
+            kind: kind.to_owned(),
             ..Outgoing::default()
         });
-        first_index += count;
     }
     let spec = JobSpec {
         id,
-        kind: K::NAME.to_owned(),
+        kind: kind.to_owned(),
         total_chunks: messages.len() as u32,
-        total_items,
+        total_items: items.len() as u64,
         submitted_at_ms: now_ms(),
     };
     Prepared { spec, messages }
@@ -142,96 +205,91 @@ mod tests {
     use clap::Parser;
     use taskq_common::envelope::{decode_payload, decode_task};
 
-    fn prepared(args: &[&str]) -> Result<Prepared, String> {
+    fn prepared(args: &[&str], per_chunk: usize) -> Result<Prepared, String> {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
         let Command::Submit { job } = cli.command else {
             panic!("not a submit")
         };
-        prepare(&job, &Topology::new("t"))
+        let (input, _) = parse(&job)?;
+        Ok(build(&input, per_chunk, &Topology::new("t")))
+    }
+
+    fn items_of(message: &Outgoing) -> (u64, String) {
+        let task = decode_task(&message.body).unwrap();
+        let payload: TaskPayload = decode_payload(&task.payload).unwrap();
+        (
+            payload.first_index,
+            String::from_utf8(payload.items).unwrap(),
+        )
     }
 
     #[test]
     fn square_is_chunked_like_pool_map() {
-        let job = prepared(&[
-            "producer",
-            "submit",
-            "square",
-            "--values",
-            "1..=14",
-            "--chunk-size",
-            "3",
-        ])
-        .unwrap();
+        let job = prepared(&["producer", "submit", "square", "--values", "1..=14"], 3).unwrap();
         assert_eq!((job.spec.total_chunks, job.spec.total_items), (5, 14));
-        let last = decode_task(&job.messages[4].body).unwrap();
-        let payload: TaskPayload<i64> = decode_payload(&last.payload).unwrap();
-        assert_eq!(
-            (last.task_id, payload.first_index, payload.items),
-            (4, 12, vec![13, 14])
-        );
-        assert_eq!(job.messages[4].queue, "t.tasks.cpu");
+        assert_eq!(items_of(&job.messages[4]), (12, "[13,14]".to_owned()));
+        assert_eq!(job.messages[4].queue, "t.tasks.square");
     }
 
     #[test]
-    fn sum_squares_defaults_to_one_item_per_chunk() {
-        let job = prepared(&[
-            "producer",
-            "submit",
-            "sum-squares",
-            "--from",
-            "5000000",
-            "--count",
-            "20",
-        ])
+    fn any_kind_takes_json_items_and_keeps_them_as_written() {
+        let job = prepared(
+            &[
+                "producer",
+                "submit",
+                "wordcount",
+                "--items",
+                "[\"a b\", {\"text\": \"c\"}, 3]",
+            ],
+            2,
+        )
         .unwrap();
-        assert_eq!((job.spec.total_chunks, job.spec.total_items), (20, 20));
+        assert_eq!(job.spec.kind, "wordcount");
+        assert_eq!(job.messages[0].queue, "t.tasks.wordcount");
+        assert_eq!(
+            items_of(&job.messages[0]),
+            (0, "[\"a b\",{\"text\": \"c\"}]".to_owned())
+        );
+        assert_eq!(items_of(&job.messages[1]), (2, "[3]".to_owned()));
+        let error = prepared(&["producer", "submit", "Word Count", "--items", "[1]"], 1)
+            .unwrap_err();
+        assert!(error.contains("lowercase"), "{error}");
+        let error = prepared(&["producer", "submit", "wordcount"], 1).unwrap_err();
+        assert!(error.contains("--items"), "{error}");
     }
 
     #[test]
-    fn downloads_go_to_the_io_queue_one_url_per_chunk() {
-        let job = prepared(&[
-            "producer",
-            "submit",
-            "download",
-            "--url",
-            "http://a.example/",
-            "--url",
-            "http://b.example/page",
-        ])
+    fn downloads_go_to_their_queue_one_url_per_chunk() {
+        let job = prepared(
+            &[
+                "producer",
+                "submit",
+                "download",
+                "--url",
+                "http://a.example/",
+                "--url",
+                "http://b.example/page",
+            ],
+            1,
+        )
         .unwrap();
         assert_eq!((job.spec.total_chunks, job.spec.total_items), (2, 2));
-        assert_eq!(job.messages[1].queue, "t.tasks.io");
-        let payload: TaskPayload<String> =
-            decode_payload(&decode_task(&job.messages[1].body).unwrap().payload).unwrap();
+        assert_eq!(job.messages[1].queue, "t.tasks.download");
         assert_eq!(
-            (payload.first_index, payload.items),
-            (1, vec!["http://b.example/page".to_owned()])
+            items_of(&job.messages[1]),
+            (1, "[\"http://b.example/page\"]".to_owned())
         );
-        let error = prepared(&["producer", "submit", "download", "--url", "b@d"]).unwrap_err();
+        let error = prepared(&["producer", "submit", "download", "--url", "b@d"], 1).unwrap_err();
         assert!(error.contains("--url #1: 'b@d' is not a URL"), "{error}");
     }
 
     #[test]
     fn bad_input_is_refused_with_advice() {
-        let error = prepared(&[
-            "producer",
-            "submit",
-            "sum-squares",
-            "--from",
-            "1",
-            "--count",
-            "0",
-        ])
-        .unwrap_err();
+        let args = ["producer", "submit", "sum-squares", "--from", "1", "--count", "0"];
+        let error = prepared(&args, 1).unwrap_err();
         assert!(error.contains("use 1 to"), "{error}");
-        let error = prepared(&[
-            "producer",
-            "submit",
-            "sum-squares",
-            "--values",
-            "1,2199023255553",
-        ])
-        .unwrap_err();
+        let args = ["producer", "submit", "sum-squares", "--values", "1,2199023255553"];
+        let error = prepared(&args, 1).unwrap_err();
         assert!(error.contains("too large"), "{error}");
     }
 }

@@ -1,10 +1,10 @@
-//! Submitting a job all or nothing: the job is recorded as `submitting`, every chunk is published with
+//! Publishing a job all or nothing: the job is recorded as `submitting`, every chunk is published with
 //! pipelined confirms, and only then is it `running`. If publishing fails or is interrupted, the job is
 //! marked failed, so nobody waits for it forever and workers drop the chunks already published.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use taskq_common::broker::{self, Publisher};
+use taskq_common::broker::Publisher;
 use taskq_common::job::{JobId, JobStatus};
 use taskq_common::store::JobStore;
 use tokio_util::sync::CancellationToken;
@@ -16,17 +16,14 @@ use crate::ProducerError;
 /// enough to bound memory and the work lost to a failure.
 const CONFIRM_WINDOW: usize = 1024;
 
-/// Records and publishes a prepared job; returns its id once every chunk is confirmed.
-pub async fn submit(
-    amqp_url: &str,
+/// Records and publishes a prepared job on `publisher` (whose channel has the kind's queue declared);
+/// returns its id once every chunk is confirmed.
+pub async fn publish(
+    publisher: &Publisher,
     store: &JobStore,
     prepared: Prepared,
     shutdown: &CancellationToken,
 ) -> Result<JobId, ProducerError> {
-    let connection = broker::connect(amqp_url, "producer").await?;
-    let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-    store.topology().declare(publisher.channel()).await?;
-
     let Prepared { spec, messages } = prepared;
     let job = spec.id;
     let total = spec.total_chunks;
@@ -55,6 +52,5 @@ pub async fn submit(
     store
         .transition(job, JobStatus::Submitting, JobStatus::Running)
         .await?;
-    let _ = connection.close(200, "submitted".into()).await;
     Ok(job)
 }

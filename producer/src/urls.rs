@@ -106,6 +106,7 @@ mod tests {
             urls_file: file.map(Path::to_owned),
             options: crate::cli::SubmitOptions {
                 chunk_size: None,
+                allow_unserved: false,
                 wait: false,
                 timeout: None,
             },

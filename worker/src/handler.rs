@@ -7,22 +7,25 @@
 //! reason, and only then acknowledged.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use taskq_common::broker::{self, BrokerError, DeadLetter, Outgoing, Publisher};
-use taskq_common::envelope::{self, ResultMessage, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::{self, decode_payload, ResultMessage, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobStatus;
+use taskq_common::payload::TaskPayload;
 use taskq_common::settle::Received;
 use taskq_common::store::{Claim, JobStore};
-use taskq_common::tasks::TEST_ONLY_KINDS;
 use taskq_common::topology::{Topology, REASON_HEADER, RETRY_DELAYS};
 use tracing::Instrument;
 
 use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
+use crate::kinds::cpu::{ChunkRun, CpuChunk};
+use crate::kinds::io::{IoChunk, IoRun};
+use crate::kinds::output::{fail_chunk, ChunkOutput, RunError};
+use crate::kinds::{Kind, Kinds, Runner};
 use crate::pool::{CpuPool, Permit, PoolOutcome};
 use crate::results::ResultPublisher;
-use crate::tasks::{self, ChunkOutput, ChunkRun, CpuRunner, IoRunner, RunError, Runner};
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
 /// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
@@ -39,6 +42,8 @@ pub struct Context {
     pub results: ResultPublisher,
     /// Queue names.
     pub topology: Topology,
+    /// The kinds this worker serves.
+    pub kinds: Arc<Kinds>,
     /// Where CPU chunks run.
     pub pool: Arc<CpuPool>,
     /// Where I/O chunks run.
@@ -47,11 +52,9 @@ pub struct Context {
     pub worker_id: String,
     /// Job state, to skip chunks of jobs that can no longer complete.
     pub store: JobStore,
-    /// Whether test-only kinds (which kill the worker) may run.
-    pub test_kinds: bool,
-    /// Retries of a chunk after transient task failures.
+    /// Retries of a chunk after transient task failures, unless its kind sets its own.
     pub max_retries: u32,
-    /// How long a CPU chunk may run before its remaining items fail.
+    /// How long a CPU chunk may run before its remaining items fail, unless its kind sets its own.
     pub chunk_time_limit: Duration,
     /// Where finished chunks report what they cost, for the adaptive prefetch.
     pub costs: Option<tokio::sync::mpsc::UnboundedSender<ChunkCost>>,
@@ -92,182 +95,213 @@ pub async fn handle(context: Arc<Context>, delivery: Received) {
     }
 }
 
+/// What happens to a delivery once its chunk has been looked at.
+enum Settle {
+    /// Done with (finished, or its job no longer wants it): ack.
+    Ack,
+    /// Back to the queue untouched after `delay`: the worker is stopping, the job was cancelled while
+    /// the chunk ran, or Redis or the broker failed for a moment.
+    Requeue(Duration),
+    /// It can never run: to the dead-letter queue with the reason.
+    Refuse(String),
+    /// Quarantined: its items are reported failed and it goes to the dead-letter queue.
+    GiveUp(String),
+    /// A task asked for another attempt: republish it with a delay.
+    RetryLater(String),
+}
+
 async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
     let attempts = Some(task.attempt);
-    if TEST_ONLY_KINDS.contains(&task.kind.as_str()) && !context.test_kinds {
-        let reason = "test-only task kind: workers run it only with --enable-test-kinds";
-        return refuse(context, delivery, reason, attempts).await;
-    }
-    let Some(runner) = tasks::runner(&task.kind) else {
-        let reason = envelope::DecodeError::UnknownKind(task.kind.clone());
-        return refuse(context, delivery, &reason.to_string(), attempts).await;
+    let settle = match context.kinds.get(&task.kind) {
+        Some(kind) => run_kind(context, &task, kind).await,
+        None => Settle::Refuse(format!(
+            "this worker does not serve task kind '{}' (it serves {}); a chunk reaches a worker only \
+             through its kind's queue, so this one was published by hand to the wrong queue",
+            task.kind,
+            context.kinds.names().join(", ")
+        )),
     };
+    match settle {
+        Settle::Ack => delivery.ack().await,
+        Settle::Requeue(delay) => delivery.requeue_after(delay).await,
+        Settle::Refuse(reason) => refuse(context, delivery, &reason, attempts).await,
+        Settle::GiveUp(reason) => give_up(context, delivery, &task, &reason).await,
+        Settle::RetryLater(reason) => retry_later(context, delivery, &task, &reason).await,
+    }
+}
+
+/// Runs a chunk of a kind this worker serves, from its status check to its published result.
+async fn run_kind(context: &Context, task: &TaskMessage, kind: &Kind) -> Settle {
     // Until this chunk's result is ready (or it ends otherwise), a batch of other results may wait for it.
     let upcoming = context.results.upcoming();
     // Only a chunk about to run counts as delivered: chunks merely prefetched beside a chunk that kills
     // the worker must not be blamed for its crashes. I/O chunks start at once (their items wait for
     // I/O slots inside), so every one in flight counts.
-    let ready = match runner {
+    let ready = match &kind.runner {
         Runner::Cpu(run) => match context.pool.reserve().await {
-            Some(permit) => Ready::Cpu(run, permit),
-            None => return delivery.requeue_after(Duration::ZERO).await,
+            Some(permit) => Ready::Cpu(run.clone(), permit),
+            None => return Settle::Requeue(Duration::ZERO),
         },
-        Runner::Io(run) => Ready::Io(run),
+        Runner::Io(run) => Ready::Io(run.clone()),
     };
-    let received = std::time::Instant::now();
-    match context.store.claim_run(task.job_id, task.task_id).await {
-        Ok(Claim {
-            status: Some(JobStatus::Failed),
-            ..
-        }) => {
-            tracing::info!("job was marked failed; chunk dropped");
-            return delivery.ack().await;
+    let received = Instant::now();
+    // A chunk that must not run returns here, and its `upcoming` is dropped before a quarantined
+    // chunk's failed items are published.
+    if let Some(settle) = check_status(context, task).await {
+        return settle;
+    }
+    let status_checked = received.elapsed();
+    let ran = run_chunk(context, task, kind, ready).await;
+    drop(upcoming);
+    let (output, compute) = match ran {
+        Ran::Finished(output, compute) => (output, compute),
+        Ran::Stopped => {
+            end_run(context, task).await;
+            return Settle::Requeue(Duration::ZERO);
         }
-        Ok(Claim {
-            status: Some(JobStatus::Completed),
-            ..
-        }) => {
-            tracing::info!("job already completed; duplicate chunk dropped");
-            return delivery.ack().await;
+        Ran::Failed(reason) => {
+            end_run(context, task).await;
+            return Settle::Refuse(reason);
         }
-        Ok(Claim {
-            status: Some(JobStatus::Cancelling | JobStatus::Cancelled),
-            ..
-        }) => {
-            tracing::info!("job was cancelled; chunk dropped");
-            return delivery.ack().await;
-        }
-        Ok(Claim {
-            unfinished_runs, ..
-        }) if unfinished_runs > POISON_RUNS => {
-            let reason = format!(
-                "started {unfinished_runs} times without finishing: it kills the worker that runs it"
-            );
-            drop(upcoming); // its failed items are published now
-            return give_up(context, delivery, &task, &reason).await;
-        }
-        Ok(Claim {
-            status: Some(_), ..
-        }) => {}
-        Ok(Claim { status: None, .. }) => {
-            let reason = format!(
-                "chunk of job {}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
-                task.job_id,
-                context.topology.prefix()
-            );
-            return refuse(context, delivery, &reason, attempts).await;
-        }
-        Err(error) => {
-            tracing::warn!("{error}; the chunk goes back to the queue");
-            return delivery.requeue_after(RETRY_DELAY).await;
+    };
+    let retry_reason = output.retry_reason.clone();
+    if let Some(reason) = &retry_reason {
+        if task.attempt <= kind.max_retries.unwrap_or(context.max_retries) {
+            end_run(context, task).await;
+            return Settle::RetryLater(reason.clone());
         }
     }
-    // A copy runs; the message stays whole for a retry.
-    let payload = task.payload.clone();
-    let status_checked = received.elapsed();
+    let (items, failed) = (output.items, output.failed);
+    let publishing = Instant::now();
+    // The run's end is recorded by the consumer with its result, not here: one round trip less per chunk.
+    if let Err(error) = publish_result(context, task, output).await {
+        tracing::warn!("result not published ({error}); the chunk goes back to the queue");
+        end_run(context, task).await;
+        return Settle::Requeue(RETRY_DELAY);
+    }
+    let published = publishing.elapsed();
+    tracing::debug!(items, failed, ?status_checked, ?compute, ?published, "chunk done");
+    // Only the CPU lane adapts its prefetch; the I/O lane's is fixed at its concurrency.
+    if let (Some(costs), Runner::Cpu(_)) = (&context.costs, &kind.runner) {
+        let _ = costs.send(ChunkCost {
+            compute,
+            overhead: status_checked + published,
+        });
+    }
+    match retry_reason {
+        // Out of retries: the result counts the failures, and a copy of the chunk goes to the
+        // dead-letter queue, where `producer dlq` shows it and can run it again.
+        Some(reason) => Settle::Refuse(format!("failed after {} attempts: {reason}", task.attempt)),
+        None => Settle::Ack,
+    }
+}
+
+/// Claims a run of the chunk in Redis; `Some` when the chunk must not run (its job ended, it keeps
+/// killing workers, Redis does not know its job, or Redis failed).
+async fn check_status(context: &Context, task: &TaskMessage) -> Option<Settle> {
+    let claim = match context.store.claim_run(task.job_id, task.task_id).await {
+        Ok(claim) => claim,
+        Err(error) => {
+            tracing::warn!("{error}; the chunk goes back to the queue");
+            return Some(Settle::Requeue(RETRY_DELAY));
+        }
+    };
+    let Claim {
+        status,
+        unfinished_runs,
+    } = claim;
+    let dropped = |why: &str| {
+        tracing::info!("{why}; chunk dropped");
+        Some(Settle::Ack)
+    };
+    match status {
+        Some(JobStatus::Failed) => dropped("job was marked failed"),
+        Some(JobStatus::Completed) => dropped("job already completed (a duplicate chunk)"),
+        Some(JobStatus::Cancelling | JobStatus::Cancelled) => dropped("job was cancelled"),
+        Some(_) if unfinished_runs > POISON_RUNS => Some(Settle::GiveUp(format!(
+            "started {unfinished_runs} times without finishing: it kills the worker that runs it"
+        ))),
+        Some(_) => None,
+        None => Some(Settle::Refuse(format!(
+            "chunk of job {}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
+            task.job_id,
+            context.topology.prefix()
+        ))),
+    }
+}
+
+/// What running a chunk came to.
+enum Ran {
+    /// It ran: its output, and the time it took.
+    Finished(ChunkOutput, Duration),
+    /// It did not run to the end: the worker began stopping first, or its job was cancelled meanwhile.
+    /// It goes back untouched (and the status check drops a cancelled job's chunk next time).
+    Stopped,
+    /// It can never run (its payload does not decode, or the chunk itself panicked).
+    Failed(String),
+}
+
+/// A chunk cleared to run: a CPU chunk holds a pool thread.
+enum Ready {
+    Cpu(Arc<dyn CpuChunk>, Permit),
+    Io(Arc<dyn IoChunk>),
+}
+
+async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Ready) -> Ran {
+    let payload: TaskPayload = match decode_payload(&task.payload) {
+        Ok(payload) => payload,
+        Err(error) => return Ran::Failed(error.to_string()),
+    };
     let running = context.cancels.start(task.job_id);
     let cancel = running.token();
+    let started = Instant::now();
     let outcome = match ready {
         Ready::Cpu(run, permit) => {
-            let (attempt, time_limit) = (task.attempt, context.chunk_time_limit);
-            let timed = move |items| {
-                let started = std::time::Instant::now();
-                let chunk = ChunkRun {
+            let time_limit = kind.time_limit.unwrap_or(context.chunk_time_limit);
+            let (job, attempt) = (task.job_id, task.attempt);
+            let chunk = move |items| {
+                let started = Instant::now();
+                let run_this = ChunkRun {
+                    job,
                     attempt,
                     deadline: started + time_limit,
                     time_limit,
                     cancel,
                     items,
                 };
-                (run(&payload, &chunk), started.elapsed())
+                (run.run(&payload, &run_this), started.elapsed())
             };
-            match context.pool.run(permit, timed).await {
-                PoolOutcome::Done((Ok(output), compute)) => Ok((output, compute)),
-                PoolOutcome::Done((Err(RunError::Cancelled), _)) => Err(None),
-                PoolOutcome::Done((Err(reason), _)) => Err(Some(reason.to_string())),
-                PoolOutcome::Panicked(message) => Err(Some(format!("the chunk {message}"))),
-                PoolOutcome::NotStarted => Err(None),
+            match context.pool.run(permit, chunk).await {
+                PoolOutcome::Done((outcome, compute)) => outcome.map(|output| (output, compute)),
+                PoolOutcome::Panicked(message) => return Ran::Failed(format!("the chunk {message}")),
+                PoolOutcome::NotStarted => return Ran::Stopped,
             }
         }
         Ready::Io(run) => {
-            let started = std::time::Instant::now();
-            match run(context.io.clone(), payload, cancel).await {
-                Ok(output) => Ok((output, started.elapsed())),
-                Err(RunError::Cancelled) => Err(None),
-                Err(reason) => Err(Some(reason.to_string())),
-            }
+            let io_run = IoRun {
+                job: task.job_id,
+                attempt: task.attempt,
+                cancel,
+                lane: context.io.clone(),
+            };
+            run.run(payload, io_run)
+                .await
+                .map(|output| (output, started.elapsed()))
         }
     };
     drop(running);
-    drop(upcoming);
-    // The run failed (or never started): it no longer counts towards quarantine.
-    let end_run = || async {
-        if let Err(error) = context.store.end_run(task.job_id, task.task_id).await {
-            tracing::warn!("{error}; this run may count towards quarantining the chunk");
-        }
-    };
-    // Err(None): the worker began stopping before the chunk started, or its job was cancelled while it
-    // ran; it goes back untouched (and the status check drops a cancelled job's chunk next time).
-    let (output, compute) = match outcome {
-        Ok(done) => done,
-        Err(reason) => {
-            end_run().await;
-            return match reason {
-                Some(reason) => refuse(context, delivery, &reason, attempts).await,
-                None => delivery.requeue_after(Duration::ZERO).await,
-            };
-        }
-    };
-    let retry_reason = output.retry_reason.clone();
-    if let Some(reason) = &retry_reason {
-        if task.attempt <= context.max_retries {
-            end_run().await;
-            return retry_later(context, delivery, &task, reason).await;
-        }
-    }
-    let (items, failed) = (output.items, output.failed);
-    let publishing = std::time::Instant::now();
-    // The run's end is recorded by the consumer with its result, not here: one round trip less per chunk.
-    match publish_result(context, &task, output).await {
-        Ok(()) => {
-            match retry_reason {
-                // Out of retries: the result counts the failures, and a copy of the chunk goes to the
-                // dead-letter queue, where `producer dlq` shows it and can run it again.
-                Some(reason) => {
-                    let reason = format!("failed after {} attempts: {reason}", task.attempt);
-                    refuse(context, delivery, &reason, attempts).await;
-                }
-                None => delivery.ack().await,
-            }
-            let published = publishing.elapsed();
-            tracing::debug!(
-                items,
-                failed,
-                ?status_checked,
-                ?compute,
-                ?published,
-                "chunk done"
-            );
-            // Only the CPU lane adapts its prefetch; the I/O lane's is fixed at its concurrency.
-            if let (Some(costs), Runner::Cpu(_)) = (&context.costs, runner) {
-                let _ = costs.send(ChunkCost {
-                    compute,
-                    overhead: status_checked + published,
-                });
-            }
-        }
-        Err(error) => {
-            tracing::warn!("result not published ({error}); the chunk goes back to the queue");
-            end_run().await;
-            delivery.requeue_after(RETRY_DELAY).await
-        }
+    match outcome {
+        Ok((output, compute)) => Ran::Finished(output, compute),
+        Err(RunError::Cancelled) => Ran::Stopped,
+        Err(error) => Ran::Failed(error.to_string()),
     }
 }
 
-/// A chunk cleared to run: a CPU chunk holds a pool thread.
-enum Ready {
-    Cpu(CpuRunner, Permit),
-    Io(IoRunner),
+/// The run failed (or never started): it no longer counts towards quarantine.
+async fn end_run(context: &Context, task: &TaskMessage) {
+    if let Err(error) = context.store.end_run(task.job_id, task.task_id).await {
+        tracing::warn!("{error}; this run may count towards quarantining the chunk");
+    }
 }
 
 /// Publishes a chunk's result and waits for the broker's confirm.
@@ -293,8 +327,7 @@ async fn publish_result(
 /// Gives up on a chunk that must not run again: its items are reported failed with `reason`, so the job
 /// completes and counts them, and the message goes to the dead-letter queue for inspection.
 async fn give_up(context: &Context, delivery: &Received, task: &TaskMessage, reason: &str) {
-    let failed = tasks::chunk_failer(&task.kind).and_then(|fail| fail(&task.payload, reason).ok());
-    if let Some(output) = failed {
+    if let Ok(output) = fail_chunk(&task.payload, reason) {
         if let Err(error) = publish_result(context, task, output).await {
             tracing::warn!(
                 "failed items not published ({error}); the chunk goes back to the queue"

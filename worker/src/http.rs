@@ -9,6 +9,52 @@ use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 use taskq_common::service::describe;
 
+/// The `download` kind's flags (the stock worker's), turned once into [`HttpSettings`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Seconds one HTTP request may take, from connecting to the last body byte (decimals allowed).
+    #[arg(long, env = "TASKQ_HTTP_TIMEOUT", default_value_t = 30.0)]
+    pub http_timeout: f64,
+
+    /// Largest response body a download accepts, in bytes; a larger one is an error for that URL.
+    #[arg(long, env = "TASKQ_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+
+    /// Redirects a download follows; one more is an error for that URL.
+    #[arg(long, env = "TASKQ_MAX_REDIRECTS", default_value_t = 10)]
+    pub max_redirects: usize,
+
+    /// Retries of a download after a transient failure (connection refused, timeout, HTTP 5xx), with
+    /// exponential backoff from 200 ms and jitter. HTTP 4xx, DNS failures and oversized bodies are final.
+    #[arg(long, env = "TASKQ_DOWNLOAD_RETRIES", default_value_t = 2)]
+    pub download_retries: usize,
+}
+
+impl HttpArgs {
+    /// Checks the flags.
+    pub fn into_settings(self) -> Result<HttpSettings, String> {
+        let timeout = crate::settings::seconds("--http-timeout", self.http_timeout)?;
+        if self.max_redirects > 100 {
+            return Err(format!(
+                "--max-redirects {} is out of range: use 0 to 100",
+                self.max_redirects
+            ));
+        }
+        if self.download_retries > 20 {
+            return Err(format!(
+                "--download-retries {} is out of range: use 0 to 20",
+                self.download_retries
+            ));
+        }
+        Ok(HttpSettings {
+            timeout,
+            max_body_bytes: self.max_body_bytes,
+            max_redirects: self.max_redirects,
+            retries: self.download_retries,
+        })
+    }
+}
+
 /// The limits every download runs under (`--http-timeout`, `--max-body-bytes`, `--max-redirects`,
 /// `--download-retries`).
 #[derive(Debug, Clone, PartialEq)]
@@ -204,6 +250,45 @@ fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        http: HttpArgs,
+    }
+
+    fn http(args: &[&str]) -> Result<HttpSettings, String> {
+        let mut argv = vec!["worker"];
+        argv.extend(args);
+        Cli::parse_from(argv).http.into_settings()
+    }
+
+    #[test]
+    fn download_flags_are_validated() {
+        assert_eq!(
+            http(&[]).unwrap(),
+            HttpSettings {
+                timeout: Duration::from_secs(30),
+                max_body_bytes: 10 * 1024 * 1024,
+                max_redirects: 10,
+                retries: 2,
+            }
+        );
+        assert_eq!(
+            http(&["--http-timeout", "0.5"]).unwrap().timeout,
+            Duration::from_millis(500)
+        );
+        for (flag, value, expected) in [
+            ("--http-timeout", "0", "more than 0"),
+            ("--http-timeout", "NaN", "more than 0"),
+            ("--max-redirects", "101", "0 to 100"),
+            ("--download-retries", "21", "0 to 20"),
+        ] {
+            let error = http(&[flag, value]).unwrap_err();
+            assert!(error.contains(expected), "{flag} {value}: {error}");
+        }
+    }
 
     #[test]
     fn only_transient_failures_are_retried() {

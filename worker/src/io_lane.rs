@@ -1,6 +1,6 @@
-//! The I/O lane's shared resources: the worker's one HTTP client, and the slots that bound how many I/O
-//! items (downloads) are in flight at once (`--io-concurrency`). I/O items run as async tasks on the
-//! runtime, never on the CPU pool, so a worker whose cores are all busy still downloads at full speed.
+//! The I/O lane's slots, which bound how many I/O items (downloads, a user's requests) are in flight at
+//! once (`--io-concurrency`). I/O items run as async tasks on the runtime, never on the CPU pool, so a
+//! worker whose cores are all busy still downloads at full speed.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -8,22 +8,20 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use tokio::sync::Semaphore;
 
-use crate::http::HttpClient;
+use taskq_common::task::TaskError;
+
 use crate::pool::panic_message;
 
 /// What every I/O item shares.
 pub struct IoLane {
-    /// The HTTP client, with its connection pool and limits.
-    pub http: HttpClient,
     slots: Semaphore,
     concurrency: usize,
 }
 
 impl IoLane {
     /// A lane running at most `concurrency` items at once.
-    pub fn new(http: HttpClient, concurrency: usize) -> Self {
+    pub fn new(concurrency: usize) -> Self {
         Self {
-            http,
             slots: Semaphore::new(concurrency),
             concurrency,
         }
@@ -40,36 +38,31 @@ impl IoLane {
             .saturating_sub(self.slots.available_permits())
     }
 
-    /// Runs one item once a slot is free. A panic becomes the item's error, not a dead worker.
+    /// Runs one item once a slot is free. A panic becomes the item's error (one a retry may not
+    /// repeat), not a dead worker.
     pub async fn run_item<O>(
         &self,
-        item: impl Future<Output = Result<O, String>>,
-    ) -> Result<O, String> {
+        item: impl Future<Output = Result<O, TaskError>>,
+    ) -> Result<O, TaskError> {
         // The semaphore is never closed, so acquiring only waits.
         let _slot = self.slots.acquire().await;
-        AssertUnwindSafe(item)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| Err(format!("the task {}", panic_message(panic.as_ref()))))
+        AssertUnwindSafe(item).catch_unwind().await.unwrap_or_else(|panic| {
+            Err(TaskError::transient(format!(
+                "the task {}",
+                panic_message(panic.as_ref())
+            )))
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::HttpSettings;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     fn lane(concurrency: usize) -> IoLane {
-        let http = HttpClient::new(HttpSettings {
-            timeout: Duration::from_secs(1),
-            max_body_bytes: 1,
-            max_redirects: 0,
-            retries: 0,
-        })
-        .unwrap();
-        IoLane::new(http, concurrency)
+        IoLane::new(concurrency)
     }
 
     #[tokio::test(start_paused = true)]
@@ -83,7 +76,7 @@ mod tests {
                 peak.fetch_max(now, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 running.fetch_sub(1, Ordering::SeqCst);
-                Ok::<_, String>(())
+                Ok::<_, TaskError>(())
             })
         });
         let started = tokio::time::Instant::now();
@@ -97,8 +90,8 @@ mod tests {
         );
 
         let panicked = lane
-            .run_item(async { panic!("boom") as Result<(), String> })
+            .run_item(async { panic!("boom") as Result<(), TaskError> })
             .await;
-        assert_eq!(panicked, Err("the task panicked: boom".into()));
+        assert_eq!(panicked, Err(TaskError::transient("the task panicked: boom")));
     }
 }

@@ -1,25 +1,33 @@
-//! The worker: consumes task chunks from two lanes, runs CPU chunks on a local thread pool and I/O chunks
-//! (downloads) as bounded async tasks, publishes each chunk's result (confirmed by the broker) and only
+//! The worker: consumes the chunks of the task kinds it serves, runs CPU kinds on a local thread pool and
+//! I/O kinds as bounded async tasks, publishes each chunk's result (confirmed by the broker) and only
 //! then acknowledges the task.
 //!
+//! A worker of your own is [`Worker::builder()`] with your tasks registered (see [`builder`]); the stock
+//! `worker` binary is that with the built-in [`tasks`].
+//!
+//! - [`builder`]: registering kinds and running a worker; [`kinds`]: the kinds served, each behind a
+//!   chunk runner; [`exec`]: programs as kinds (`--exec`, `--exec-lines`).
 //! - [`settings`]: the command line and validated settings.
 //! - [`session`]: the lanes' connections: declare, consume, handle deliveries, stop gracefully.
 //! - [`handler`]: what happens to one delivery.
 //! - [`pool`]: the CPU thread pool.
 //! - [`io_lane`]: the I/O lane's bounded concurrency; [`http`]: its HTTP client and limits.
 //! - [`prefetch`]: adapting the prefetch to what chunks cost.
-//! - [`tasks`]: how each task kind runs.
+//! - [`tasks`]: the built-in kinds, written with the public task API.
 //! - [`registration`]: this worker's entry in the registry, kept alive by heartbeats.
 //! - [`broadcast`]: the broadcast queue (broadcast jobs, control commands); [`shares`]: which broadcast
 //!   chunks are this worker's; [`takeover`]: taking over the share of members that stopped;
 //!   [`control`]: carrying out commands; [`cancel`]: stopping a cancelled job's running chunks.
 
 pub mod broadcast;
+pub mod builder;
 pub mod cancel;
 pub mod control;
+pub mod exec;
 pub mod handler;
 pub mod http;
 pub mod io_lane;
+pub mod kinds;
 pub mod pool;
 pub mod prefetch;
 pub mod registration;
@@ -41,11 +49,14 @@ use crate::broadcast::Broadcast;
 use crate::cancel::Cancellations;
 use crate::registration::Registration;
 
-use crate::http::{ClientError, HttpClient};
+pub use crate::builder::{Worker, WorkerBuilder};
+pub use crate::settings::{Settings, WorkerArgs};
+
+use crate::http::ClientError;
 use crate::io_lane::IoLane;
+use crate::kinds::Kinds;
 use crate::pool::CpuPool;
-use crate::session::Session;
-use crate::settings::Settings;
+use crate::session::{Session, Shared};
 
 /// Why the worker stopped other than by request.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +75,17 @@ pub enum WorkerError {
     /// The broker refused something reconnecting cannot fix.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// A registered kind is invalid, or there is none.
+    #[error("{0}")]
+    Kinds(String),
 }
 
-/// Runs the worker until `shutdown` fires, reconnecting with backoff whenever the broker goes away.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+/// Serves `kinds` until `shutdown` fires, reconnecting with backoff whenever the broker goes away.
+async fn serve(
+    kinds: Arc<Kinds>,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
     let pool = CpuPool::new(settings.cpu_threads, shutdown.clone()).map_err(|source| {
         WorkerError::Pool {
             threads: settings.cpu_threads,
@@ -75,10 +93,10 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         }
     })?;
     let pool = std::sync::Arc::new(pool);
-    let http = HttpClient::new(settings.http.clone())?;
-    let io = std::sync::Arc::new(IoLane::new(http, usize::from(settings.io_concurrency)));
+    let io = std::sync::Arc::new(IoLane::new(usize::from(settings.io_concurrency)));
     tracing::info!(
         worker = %settings.worker_id,
+        kinds = %kinds.names().join(","),
         cpu_threads = pool.threads(),
         prefetch = ?settings.prefetch,
         io_concurrency = io.concurrency(),
@@ -90,6 +108,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let cancels = Arc::new(Cancellations::default());
     let registration = Arc::new(Registration::new(
         &settings,
+        &kinds,
         Registry::new(&store),
         pool.clone(),
         io.clone(),
@@ -116,14 +135,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let outcome = connect::run_sessions(
         &shutdown,
         || {
-            let broadcast = broadcast.clone();
-            Session::open(
-                &settings,
-                pool.clone(),
-                io.clone(),
-                store.clone(),
-                broadcast,
-            )
+            let shared = Shared {
+                kinds: kinds.clone(),
+                pool: pool.clone(),
+                io: io.clone(),
+                store: store.clone(),
+                broadcast: broadcast.clone(),
+            };
+            Session::open(&settings, shared)
         },
         |session| session.run(&shutdown),
     )

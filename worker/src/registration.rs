@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use taskq_common::broadcast::Member;
 use taskq_common::job::now_ms;
-use taskq_common::registry::{Load, Registry, WorkerInfo, WorkerState, HEARTBEAT_INTERVAL};
-use taskq_common::tasks::Lane;
+use taskq_common::registry::{
+    KindInfo, Load, Registry, WorkerInfo, WorkerState, HEARTBEAT_INTERVAL,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
+use crate::kinds::Kinds;
 use crate::pool::CpuPool;
 use crate::settings::Settings;
 
@@ -20,6 +22,7 @@ use crate::settings::Settings;
 pub struct Registration {
     registry: Registry,
     template: WorkerInfo,
+    kinds: Vec<KindInfo>,
     pool: Arc<CpuPool>,
     io: Arc<IoLane>,
     cancels: Arc<Cancellations>,
@@ -29,6 +32,7 @@ impl Registration {
     /// This run of the worker, under a fresh instance id.
     pub fn new(
         settings: &Settings,
+        kinds: &Kinds,
         registry: Registry,
         pool: Arc<CpuPool>,
         io: Arc<IoLane>,
@@ -45,11 +49,13 @@ impl Registration {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             cpu_threads: pool.threads() as u32,
             io_concurrency: io.concurrency() as u32,
-            queues: vec![
-                topology.task_queue(Lane::Cpu),
-                topology.task_queue(Lane::Io),
-                topology.broadcast_queue(&settings.worker_id),
-            ],
+            queues: kinds
+                .names()
+                .iter()
+                .map(|kind| topology.task_queue(kind))
+                .chain([topology.broadcast_queue(&settings.worker_id)])
+                .collect(),
+            kinds: kinds.names(),
             started_at_ms: now_ms(),
             heartbeat_at_ms: 0,
             state: WorkerState::Running,
@@ -58,6 +64,7 @@ impl Registration {
         Self {
             registry,
             template,
+            kinds: kinds.iter().map(|kind| kind.info.clone()).collect(),
             pool,
             io,
             cancels,
@@ -104,7 +111,7 @@ impl Registration {
     ) {
         let mut ticks = tokio::time::interval(HEARTBEAT_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let (mut registered, mut stop_announced) = (false, false);
+        let (mut registered, mut stop_announced, mut kinds_declared) = (false, false, false);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -116,6 +123,16 @@ impl Registration {
             }
             if !*ready.borrow_and_update() {
                 continue;
+            }
+            // Before the first heartbeat: whoever sees this worker serve a kind finds how it is declared.
+            if !kinds_declared {
+                match self.registry.declare_kinds(&self.kinds).await {
+                    Ok(()) => kinds_declared = true,
+                    Err(error) => {
+                        tracing::warn!("{error}; declaring the task kinds again at the next heartbeat");
+                        continue;
+                    }
+                }
             }
             let state = if stopping.is_cancelled() {
                 WorkerState::Stopping

@@ -1,15 +1,16 @@
-//! One connection's life: open, declare the topology, consume both lanes' task queues and hand each
-//! delivery to the handler until stopped or disconnected.
+//! One connection's life: open, declare the topology, consume the queue of every kind this worker serves
+//! and its broadcast queue, and hand each delivery to the handler until stopped or disconnected.
 //!
-//! The two lanes are independent consumers, each on channels of its own (one to consume, one to publish
-//! results) with its own prefetch: the CPU lane (`tasks.cpu`, adaptive prefetch, the thread pool) and the
-//! I/O lane (`tasks.io`, prefetch fixed at `--io-concurrency`, async tasks). So a flood of slow downloads
-//! never holds CPU chunks back and busy cores never hold downloads back. A third consumer takes this
-//! worker's broadcast queue (broadcast chunks and control commands, see [`crate::broadcast`]), and beside
-//! it runs the takeover check of broadcast jobs ([`crate::takeover`]). They share the connection (a
-//! connection costs about 8 MB of memory, a channel next to nothing) and stop together: on shutdown, or
-//! when any fails; the connection is closed once all have finished their in-flight chunks. After a
-//! requested stop, the worker deletes its broadcast queue: it will not come back as the same member.
+//! Each kind's queue has a consumer on a channel of its own. CPU kinds share the CPU lane: one result
+//! publisher and the adaptive prefetch (every CPU kind's consumer follows it), while the thread pool's
+//! permits bound how many of their chunks run. I/O kinds share the I/O lane: prefetch fixed at
+//! `--io-concurrency`, async tasks. So a flood of slow downloads never holds CPU chunks back and busy
+//! cores never hold downloads back. A further consumer takes this worker's broadcast queue (broadcast
+//! chunks and control commands, see [`crate::broadcast`]), and beside it runs the takeover check of
+//! broadcast jobs ([`crate::takeover`]). They share the connection (a connection costs about 8 MB of
+//! memory, a channel next to nothing) and stop together: on shutdown, or when any fails; the connection
+//! is closed once all have finished their in-flight chunks. After a requested stop, the worker deletes
+//! its broadcast queue: it will not come back as the same member.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,30 +22,44 @@ use taskq_common::connection_watch::ConnectionWatch;
 use taskq_common::consume::Consuming;
 use taskq_common::settle::Received;
 use taskq_common::store::JobStore;
-use taskq_common::tasks::Lane;
+use taskq_common::task::Lane;
+use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::sync::{mpsc, watch};
 
 use crate::broadcast::{self, Broadcast, BroadcastLane};
+use crate::cancel::Cancellations;
 use crate::handler::{self, ChunkCost, Context};
 use crate::io_lane::IoLane;
+use crate::kinds::Kinds;
 use crate::pool::CpuPool;
 use crate::prefetch::AdaptivePrefetch;
 use crate::results::ResultPublisher;
-use crate::settings::Prefetch;
-use crate::settings::Settings;
+use crate::settings::{Prefetch, Settings};
 
-/// An open connection that consumes both lanes' tasks and the broadcast queue.
+/// What outlives a connection: the kinds, where they run, and the broadcast lane's state.
+#[derive(Clone)]
+pub struct Shared {
+    /// The kinds this worker serves.
+    pub kinds: Arc<Kinds>,
+    /// Where CPU chunks run.
+    pub pool: Arc<CpuPool>,
+    /// Where I/O chunks run.
+    pub io: Arc<IoLane>,
+    /// Job state.
+    pub store: JobStore,
+    /// Broadcast jobs' shares and what control commands act on.
+    pub broadcast: Arc<Broadcast>,
+}
+
+/// An open connection that consumes every served kind's queue and the broadcast queue.
 pub struct Session {
     connection: Connection,
-    cpu: LaneSession,
-    io: LaneSession,
-    broadcast: LaneSession,
+    lanes: Vec<LaneSession>,
     broadcast_lane: Arc<BroadcastLane>,
     shutdown_timeout: Duration,
 }
@@ -52,84 +67,110 @@ pub struct Session {
 /// What handles one delivery of a lane.
 type Handle = Box<dyn FnMut(Received) -> BoxFuture<'static, ()> + Send>;
 
-/// One lane's consumer and its handler.
+/// One queue's consumer and its handler.
 struct LaneSession {
     consuming: Consuming,
     handle: Handle,
     prefetch_changes: Option<BoxStream<'static, u16>>,
 }
 
-/// The handler of a task lane: every delivery goes to [`handler::handle`].
+/// The handler of a task queue: every delivery goes to [`handler::handle`].
 fn chunk_handler(context: Arc<Context>) -> Handle {
     Box::new(move |delivery| handler::handle(context.clone(), delivery).boxed())
 }
 
-impl Session {
-    /// Connects, declares every queue and starts consuming both task queues and the broadcast queue.
-    pub async fn open(
-        settings: &Settings,
-        pool: Arc<CpuPool>,
-        io: Arc<IoLane>,
-        store: JobStore,
-        broadcast: Arc<Broadcast>,
-    ) -> Result<Self, BrokerError> {
-        let topology = store.topology().clone();
-        let worker_id = &settings.worker_id;
-        // `batch_wait`: only the CPU lane's results wait for others. An I/O chunk holds one of the lane's
-        // few prefetch slots (as many as downloads in flight) until acked, so a wait there costs
-        // download throughput (1.12x the ideal became 1.19x at 5 ms), and downloads are never tiny.
-        let context = |publisher: Publisher, costs, batch_wait| {
-            Arc::new(Context {
-                results: ResultPublisher::new(
-                    publisher.clone(),
-                    topology.results_queue(),
-                    batch_wait,
-                ),
-                publisher,
-                topology: topology.clone(),
-                pool: pool.clone(),
-                io: io.clone(),
-                worker_id: worker_id.clone(),
-                store: store.clone(),
-                test_kinds: settings.enable_test_kinds,
-                max_retries: settings.max_retries,
-                chunk_time_limit: settings.chunk_time_limit,
-                costs,
-                cancels: broadcast.cancels.clone(),
-            })
-        };
+/// Builds handler contexts, each with a publisher channel of its own.
+struct Contexts<'a> {
+    settings: &'a Settings,
+    shared: &'a Shared,
+    topology: Topology,
+    cancels: Arc<Cancellations>,
+}
 
+impl Contexts<'_> {
+    /// A context whose results wait up to `batch_wait` for others, and whose chunks report their cost
+    /// to `costs`.
+    fn new_context(
+        &self,
+        publisher: Publisher,
+        costs: Option<mpsc::UnboundedSender<ChunkCost>>,
+        batch_wait: Duration,
+    ) -> Arc<Context> {
+        let shared = self.shared;
+        Arc::new(Context {
+            results: ResultPublisher::new(
+                publisher.clone(),
+                self.topology.results_queue(),
+                batch_wait,
+            ),
+            publisher,
+            topology: self.topology.clone(),
+            kinds: shared.kinds.clone(),
+            pool: shared.pool.clone(),
+            io: shared.io.clone(),
+            worker_id: self.settings.worker_id.clone(),
+            store: shared.store.clone(),
+            max_retries: self.settings.max_retries,
+            chunk_time_limit: self.settings.chunk_time_limit,
+            costs,
+            cancels: self.cancels.clone(),
+        })
+    }
+}
+
+impl Session {
+    /// Connects, declares every queue and starts consuming each served kind's queue and the broadcast
+    /// queue.
+    pub async fn open(settings: &Settings, shared: Shared) -> Result<Self, BrokerError> {
+        let topology = shared.store.topology().clone();
+        let worker_id = &settings.worker_id;
+        let contexts = Contexts {
+            settings,
+            shared: &shared,
+            topology: topology.clone(),
+            cancels: shared.broadcast.cancels.clone(),
+        };
         let url = &settings.connection.amqp_url;
         let connection = broker::connect(url, &format!("worker {worker_id}")).await?;
         let watch = ConnectionWatch::new(&connection);
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
         topology.declare(publisher.channel()).await?;
-        let queue = topology.task_queue(Lane::Cpu);
-        let prefetch = settings.prefetch.initial(pool.threads());
-        let (channel, consumer) = broker::consume(&connection, &queue, prefetch, worker_id).await?;
-        tracing::info!(%queue, prefetch, "consuming");
-        let (costs, prefetch_changes) = match settings.prefetch {
+        for kind in shared.kinds.iter() {
+            topology.declare_kind(publisher.channel(), &kind.info.name).await?;
+        }
+        let mut lanes = Vec::new();
+
+        // `batch_wait`: only the CPU lane's results wait for others. An I/O chunk holds one of the lane's
+        // few prefetch slots (as many as downloads in flight) until acked, so a wait there costs
+        // download throughput (1.12x the ideal became 1.19x at 5 ms), and downloads are never tiny.
+        let initial = settings.prefetch.initial(shared.pool.threads());
+        let (costs, prefetch) = match settings.prefetch {
             Prefetch::Adaptive => {
-                let (sender, receiver) = mpsc::unbounded_channel();
-                let controller = AdaptivePrefetch::new(pool.threads(), prefetch);
-                (Some(sender), Some(prefetch_changes(controller, receiver)))
+                let controller = AdaptivePrefetch::new(shared.pool.threads(), initial);
+                let (costs, prefetch) = adaptive_prefetch(controller, initial);
+                (Some(costs), Some(prefetch))
             }
             Prefetch::Fixed(_) => (None, None),
         };
-        let handle = chunk_handler(context(publisher, costs, settings.result_batch_wait));
-        let cpu = LaneSession {
-            prefetch_changes,
-            ..LaneSession::new(channel, consumer, queue, watch.clone(), handle)
-        };
-
-        let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-        let queue = topology.task_queue(Lane::Io);
-        let prefetch = settings.io_concurrency;
-        let tag = format!("{worker_id}-io");
-        let (channel, consumer) = broker::consume(&connection, &queue, prefetch, &tag).await?;
-        tracing::info!(%queue, prefetch, "consuming");
-        let handle = chunk_handler(context(publisher, None, Duration::ZERO));
-        let io = LaneSession::new(channel, consumer, queue, watch.clone(), handle);
+        let cpu_context = contexts.new_context(publisher, costs, settings.result_batch_wait);
+        let io_publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
+        let io_context = contexts.new_context(io_publisher, None, Duration::ZERO);
+        for kind in shared.kinds.iter() {
+            let name = &kind.info.name;
+            let queue = topology.task_queue(name);
+            let tag = format!("{worker_id}-{name}");
+            let (context, count, changes) = match kind.info.lane {
+                Lane::Cpu => (&cpu_context, initial, prefetch.clone().map(changes)),
+                Lane::Io => (&io_context, settings.io_concurrency, None),
+            };
+            let (channel, consumer) = broker::consume(&connection, &queue, count, &tag).await?;
+            tracing::info!(%queue, prefetch = count, lane = kind.info.lane.as_str(), "consuming");
+            let handle = chunk_handler(context.clone());
+            lanes.push(LaneSession {
+                prefetch_changes: changes,
+                ..LaneSession::new(channel, consumer, queue, watch.clone(), handle)
+            });
+        }
 
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
         let queue = topology
@@ -140,28 +181,26 @@ impl Session {
         let (channel, consumer) = broker::consume(&connection, &queue, 0, &tag).await?;
         tracing::info!(%queue, "receiving broadcasts and commands");
         let lane = Arc::new(BroadcastLane {
-            broadcast: broadcast.clone(),
-            chunks: context(publisher, None, Duration::ZERO),
+            broadcast: shared.broadcast.clone(),
+            chunks: contexts.new_context(publisher, None, Duration::ZERO),
             queue: queue.clone(),
         });
         let handle_lane = lane.clone();
         let handle: Handle =
             Box::new(move |delivery| broadcast::handle(handle_lane.clone(), delivery).boxed());
-        let broadcast_session = LaneSession::new(channel, consumer, queue, watch, handle);
-        broadcast.ready.send_replace(true);
+        lanes.push(LaneSession::new(channel, consumer, queue, watch, handle));
+        shared.broadcast.ready.send_replace(true);
         Ok(Self {
             connection,
-            cpu,
-            io,
-            broadcast: broadcast_session,
+            lanes,
             broadcast_lane: lane,
             shutdown_timeout: settings.shutdown_timeout,
         })
     }
 
-    /// Handles every lane's deliveries until `shutdown` fires (`Ok`) or a connection fails (`Err`:
-    /// reconnect). When one lane fails, the others stop too (finishing their in-flight chunks), so the
-    /// worker reconnects as a whole.
+    /// Handles every queue's deliveries until `shutdown` fires (`Ok`) or a connection fails (`Err`:
+    /// reconnect). When one consumer fails, the others stop too (finishing their in-flight chunks), so
+    /// the worker reconnects as a whole.
     pub async fn run(self, shutdown: &CancellationToken) -> Result<(), BrokerError> {
         let stop = shutdown.child_token();
         let timeout = self.shutdown_timeout;
@@ -174,10 +213,8 @@ impl Session {
             }
         };
         let lane = self.broadcast_lane;
-        let (cpu, io, broadcast, ()) = tokio::join!(
-            run(self.cpu),
-            run(self.io),
-            run(self.broadcast),
+        let (outcomes, ()) = tokio::join!(
+            futures::future::join_all(self.lanes.into_iter().map(run)),
             crate::takeover::run(&lane, &stop)
         );
         // Unreachable through the broker now: stop heartbeating until the next session.
@@ -193,7 +230,7 @@ impl Session {
             }
         }
         let _ = self.connection.close(200, "stopping".into()).await;
-        cpu.and(io).and(broadcast)
+        outcomes.into_iter().collect()
     }
 }
 
@@ -229,15 +266,31 @@ impl LaneSession {
     }
 }
 
-/// Turns reported chunk costs into prefetch changes.
-fn prefetch_changes(
+/// The adaptive prefetch of the CPU lane: chunks report their costs to the sender; the controller turns
+/// them into prefetch values that every CPU kind's consumer follows. Ends when the senders are gone.
+fn adaptive_prefetch(
     mut controller: AdaptivePrefetch,
-    costs: mpsc::UnboundedReceiver<ChunkCost>,
-) -> BoxStream<'static, u16> {
-    UnboundedReceiverStream::new(costs)
-        .filter_map(move |cost| {
-            let change = controller.observe(cost.compute, cost.overhead, std::time::Instant::now());
-            futures::future::ready(change)
-        })
-        .boxed()
+    initial: u16,
+) -> (mpsc::UnboundedSender<ChunkCost>, watch::Receiver<u16>) {
+    let (costs, mut reported) = mpsc::unbounded_channel::<ChunkCost>();
+    let (set, prefetch) = watch::channel(initial);
+    tokio::spawn(async move {
+        while let Some(cost) = reported.recv().await {
+            let now = std::time::Instant::now();
+            if let Some(change) = controller.observe(cost.compute, cost.overhead, now) {
+                set.send_replace(change);
+            }
+        }
+    });
+    (costs, prefetch)
+}
+
+/// Each new prefetch value, as a stream for one consumer.
+fn changes(prefetch: watch::Receiver<u16>) -> BoxStream<'static, u16> {
+    futures::stream::unfold(prefetch, |mut prefetch| async move {
+        prefetch.changed().await.ok()?;
+        let value = *prefetch.borrow_and_update();
+        Some((value, prefetch))
+    })
+    .boxed()
 }

@@ -1,21 +1,18 @@
-//! The worker's command line, turned once into validated settings.
+//! The command line every worker shares (the stock `worker` binary and a user's own), turned once into
+//! validated settings.
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::Args;
 use taskq_common::config::ConnectionArgs;
 use taskq_common::telemetry::LogArgs;
 
-use crate::http::HttpSettings;
+use crate::exec::{parse_exec, ExecSpec};
 
-/// Runs chunks of jobs from RabbitMQ on a local thread pool and publishes their results.
-///
-/// Start as many workers as you like, on any host that reaches the broker; they share the task queue.
-/// Stop with SIGINT or SIGTERM: in-flight chunks finish (up to --shutdown-timeout); a second signal
-/// exits at once and the broker hands unfinished chunks to other workers.
-#[derive(Debug, Parser)]
-#[command(name = "worker", version)]
-pub struct Cli {
+/// The flags of every worker: connections, threads, prefetch, retries, limits and `--exec` kinds.
+/// A worker binary flattens them into its own `clap` parser, beside flags of its own tasks.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
     /// Broker, store and prefix.
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -42,31 +39,10 @@ pub struct Cli {
     #[arg(long, env = "TASKQ_WORKER_ID")]
     pub worker_id: Option<String>,
 
-    /// Run test-only task kinds (one of them kills this process). For the project's own tests.
-    #[arg(long, env = "TASKQ_ENABLE_TEST_KINDS", hide = true)]
-    pub enable_test_kinds: bool,
-
-    /// Downloads (I/O items) in flight at once. Also the I/O queue's prefetch, in chunks. They run as async
-    /// tasks, not threads, so a few hundred cost little.
+    /// I/O items (downloads, a task's requests) in flight at once. Also each I/O kind's prefetch, in
+    /// chunks. They run as async tasks, not threads, so a few hundred cost little.
     #[arg(long, env = "TASKQ_IO_CONCURRENCY", default_value_t = 64)]
     pub io_concurrency: u16,
-
-    /// Seconds one HTTP request may take, from connecting to the last body byte (decimals allowed).
-    #[arg(long, env = "TASKQ_HTTP_TIMEOUT", default_value_t = 30.0)]
-    pub http_timeout: f64,
-
-    /// Largest response body a download accepts, in bytes; a larger one is an error for that URL.
-    #[arg(long, env = "TASKQ_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
-    pub max_body_bytes: u64,
-
-    /// Redirects a download follows; one more is an error for that URL.
-    #[arg(long, env = "TASKQ_MAX_REDIRECTS", default_value_t = 10)]
-    pub max_redirects: usize,
-
-    /// Retries of a download after a transient failure (connection refused, timeout, HTTP 5xx), with
-    /// exponential backoff from 200 ms and jitter. HTTP 4xx, DNS failures and oversized bodies are final.
-    #[arg(long, env = "TASKQ_DOWNLOAD_RETRIES", default_value_t = 2)]
-    pub download_retries: usize,
 
     /// Retries of a chunk whose task failed in a way a later attempt may fix (a transient error, a
     /// panic). The broker holds each retry for 1-2 s, then 4-8 s, 16-32 s, 64-128 s, 256-512 s (doubling
@@ -89,6 +65,25 @@ pub struct Cli {
     /// message is still waiting for its confirm.
     #[arg(long, env = "TASKQ_RESULT_BATCH_WAIT", default_value_t = 5)]
     pub result_batch_wait: u64,
+
+    /// Serve kind NAME by running COMMAND once per item: the item's JSON on stdin, its output JSON on
+    /// stdout. Exit 0 is success, exit 75 a transient failure (the chunk is retried), any other exit that
+    /// item's error with the end of stderr. COMMAND is split into words like a shell would (quotes work)
+    /// but never runs through one; items reach it only on stdin. Repeatable; in the environment, separate
+    /// several with ';'. Example: --exec 'upper=python3 upper.py'
+    #[arg(long = "exec", value_name = "NAME=COMMAND", env = "TASKQ_EXEC", value_delimiter = ';')]
+    pub exec: Vec<String>,
+
+    /// Serve kind NAME with long-lived COMMAND processes (one per CPU thread) that read one JSON item per
+    /// line on stdin and write one JSON output per line on stdout, in order. No process start per item; a
+    /// process that crashes is restarted and its item fails. Repeatable, ';' in the environment.
+    #[arg(long = "exec-lines", value_name = "NAME=COMMAND", env = "TASKQ_EXEC_LINES", value_delimiter = ';')]
+    pub exec_lines: Vec<String>,
+
+    /// Seconds one item of an --exec or --exec-lines kind may take; the process is then killed and the
+    /// item fails (decimals allowed).
+    #[arg(long, env = "TASKQ_EXEC_TIMEOUT", default_value_t = 60.0)]
+    pub exec_timeout: f64,
 }
 
 /// How the worker's prefetch is chosen.
@@ -123,21 +118,23 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// This worker's name.
     pub worker_id: String,
-    /// Whether test-only kinds may run.
-    pub enable_test_kinds: bool,
-    /// I/O items in flight at most; also the I/O queue's prefetch.
+    /// I/O items in flight at most; also the I/O queues' prefetch.
     pub io_concurrency: u16,
-    /// Download limits.
-    pub http: HttpSettings,
     /// Retries of a chunk after transient task failures.
     pub max_retries: u32,
     /// How long a CPU chunk may run before its remaining items fail.
     pub chunk_time_limit: Duration,
     /// How long a result may wait for others to share its message.
     pub result_batch_wait: Duration,
+    /// Kinds served by running a program once per item.
+    pub exec: Vec<ExecSpec>,
+    /// Kinds served by long-lived programs, one item per line.
+    pub exec_lines: Vec<ExecSpec>,
+    /// How long one item of a program kind may take.
+    pub exec_timeout: Duration,
 }
 
-impl Cli {
+impl WorkerArgs {
     /// Checks the arguments and fills in defaults that depend on the machine.
     pub fn into_settings(self) -> Result<Settings, String> {
         let cores = std::thread::available_parallelism()
@@ -157,36 +154,12 @@ impl Cli {
         if self.io_concurrency == 0 {
             return Err("--io-concurrency 0 would run no downloads: use 1 or more".into());
         }
-        if !(self.http_timeout.is_finite()
-            && self.http_timeout > 0.0
-            && self.http_timeout <= 86_400.0)
-        {
-            return Err(format!(
-                "--http-timeout {} is out of range: use more than 0 and at most 86400 seconds",
-                self.http_timeout
-            ));
-        }
-        if self.max_redirects > 100 {
-            return Err(format!(
-                "--max-redirects {} is out of range: use 0 to 100",
-                self.max_redirects
-            ));
-        }
-        if self.download_retries > 20 {
-            return Err(format!(
-                "--download-retries {} is out of range: use 0 to 20",
-                self.download_retries
-            ));
-        }
         if self.chunk_time_limit == 0 {
             return Err("--chunk-time-limit 0 would run no items: use 1 second or more".into());
         }
-        let http = HttpSettings {
-            timeout: Duration::from_secs_f64(self.http_timeout),
-            max_body_bytes: self.max_body_bytes,
-            max_redirects: self.max_redirects,
-            retries: self.download_retries,
-        };
+        let exec_timeout = seconds("--exec-timeout", self.exec_timeout)?;
+        let exec = parse_all(&self.exec, "--exec")?;
+        let exec_lines = parse_all(&self.exec_lines, "--exec-lines")?;
         let worker_id = self.worker_id.unwrap_or_else(|| {
             let host = hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
@@ -199,20 +172,51 @@ impl Cli {
             prefetch,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
             worker_id,
-            enable_test_kinds: self.enable_test_kinds,
             io_concurrency: self.io_concurrency,
-            http,
             max_retries: self.max_retries,
             chunk_time_limit: Duration::from_secs(self.chunk_time_limit),
             result_batch_wait: Duration::from_millis(self.result_batch_wait),
+            exec,
+            exec_lines,
+            exec_timeout,
         })
     }
+}
+
+/// A positive number of seconds (decimals allowed), at most a day.
+pub fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!(
+            "{flag} {value} is out of range: use more than 0 and at most 86400 seconds"
+        ))
+    }
+}
+
+fn parse_all(raw: &[String], flag: &str) -> Result<Vec<ExecSpec>, String> {
+    raw.iter()
+        .filter(|entry| !entry.trim().is_empty())
+        .map(|entry| parse_exec(entry, flag))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        let mut argv = vec!["worker"];
+        argv.extend(args);
+        Cli::parse_from(argv).worker.into_settings()
+    }
 
     #[test]
     fn cli_is_well_formed() {
@@ -221,62 +225,49 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_pool_size() {
-        let settings = Cli::parse_from(["worker", "--cpu-threads", "3"])
-            .into_settings()
-            .unwrap();
+        let settings = settings(&["--cpu-threads", "3"]).unwrap();
         assert_eq!(
             (settings.cpu_threads, settings.prefetch),
             (3, Prefetch::Adaptive)
         );
         assert_eq!(settings.prefetch.initial(settings.cpu_threads), 6);
-        let fixed = Cli::parse_from(["worker", "--prefetch", "9"])
-            .into_settings()
-            .unwrap();
+        assert_eq!(settings.io_concurrency, 64);
+        let fixed = self::settings(&["--prefetch", "9"]).unwrap();
         assert_eq!(fixed.prefetch, Prefetch::Fixed(9));
-        let error = Cli::parse_from(["worker", "--cpu-threads", "0"])
-            .into_settings()
-            .unwrap_err();
+        let error = self::settings(&["--cpu-threads", "0"]).unwrap_err();
         assert!(error.contains("1 to 1024"));
+        let error = self::settings(&["--io-concurrency", "0"]).unwrap_err();
+        assert!(error.contains("use 1 or more"));
     }
 
     #[test]
     fn the_result_batch_wait_is_in_milliseconds_and_zero_turns_it_off() {
-        let default = Cli::parse_from(["worker"]).into_settings().unwrap();
+        let default = settings(&[]).unwrap();
         assert_eq!(default.result_batch_wait, Duration::from_millis(5));
-        let off = Cli::parse_from(["worker", "--result-batch-wait", "0"])
-            .into_settings()
-            .unwrap();
+        let off = settings(&["--result-batch-wait", "0"]).unwrap();
         assert_eq!(off.result_batch_wait, Duration::ZERO);
     }
 
     #[test]
-    fn download_settings_are_validated() {
-        let settings = Cli::parse_from(["worker"]).into_settings().unwrap();
-        assert_eq!(settings.io_concurrency, 64);
-        assert_eq!(
-            settings.http,
-            HttpSettings {
-                timeout: Duration::from_secs(30),
-                max_body_bytes: 10 * 1024 * 1024,
-                max_redirects: 10,
-                retries: 2,
-            }
-        );
-        let short = Cli::parse_from(["worker", "--http-timeout", "0.5"])
-            .into_settings()
-            .unwrap();
-        assert_eq!(short.http.timeout, Duration::from_millis(500));
-        for (flag, value, expected) in [
-            ("--io-concurrency", "0", "use 1 or more"),
-            ("--http-timeout", "0", "more than 0"),
-            ("--http-timeout", "NaN", "more than 0"),
-            ("--max-redirects", "101", "0 to 100"),
-            ("--download-retries", "21", "0 to 20"),
-        ] {
-            let error = Cli::parse_from(["worker", flag, value])
-                .into_settings()
-                .unwrap_err();
-            assert!(error.contains(expected), "{flag} {value}: {error}");
-        }
+    fn program_kinds_are_parsed_and_checked_before_the_worker_starts() {
+        let parsed = settings(&[
+            "--exec",
+            "up=python3 -c 'print(1)'",
+            "--exec-lines",
+            "ln=/bin/cat",
+            "--exec-timeout",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(parsed.exec[0].name, "up");
+        assert_eq!(parsed.exec[0].argv, ["python3", "-c", "print(1)"]);
+        assert_eq!(parsed.exec_lines[0].argv, ["/bin/cat"]);
+        assert_eq!(parsed.exec_timeout, Duration::from_millis(2500));
+        let missing = settings(&["--exec", "x=no-such-program-here"]).unwrap_err();
+        assert!(missing.contains("no-such-program-here"), "{missing}");
+        let bad_name = settings(&["--exec", "Bad Name=/bin/cat"]).unwrap_err();
+        assert!(bad_name.contains("lowercase"), "{bad_name}");
+        let error = settings(&["--exec-timeout", "0"]).unwrap_err();
+        assert!(error.contains("more than 0"), "{error}");
     }
 }

@@ -1,0 +1,123 @@
+//! A worker of your own: register your tasks (and any built-in ones), then run it like the stock
+//! `worker`, with the same flags, environment and guarantees.
+//!
+//! ```ignore
+//! use taskq::{Worker, Square};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     Worker::builder()
+//!         .cpu_task(WordCount)          // yours: one file in your crate
+//!         .cpu_task(Square)             // a built-in one
+//!         .io_task(Fetch::new(client))  // an I/O-bound one, with its own client
+//!         .run()
+//!         .await
+//! }
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use clap::{CommandFactory, FromArgMatches};
+use taskq_common::task::{CpuTask, IoTask};
+use tokio_util::sync::CancellationToken;
+
+use crate::exec;
+use crate::kinds::{KindError, Kinds};
+use crate::settings::{Settings, WorkerArgs};
+use crate::WorkerError;
+
+/// A worker process serving the task kinds registered on its [`WorkerBuilder`].
+pub struct Worker;
+
+impl Worker {
+    /// Starts registering the kinds a worker serves.
+    pub fn builder() -> WorkerBuilder {
+        WorkerBuilder::default()
+    }
+}
+
+/// The kinds a worker will serve; [`WorkerBuilder::run`] starts it.
+#[derive(Default)]
+pub struct WorkerBuilder {
+    kinds: Kinds,
+    refused: Vec<KindError>,
+}
+
+/// The command line of a worker built with [`WorkerBuilder::run`].
+#[derive(Debug, clap::Parser)]
+#[command(version)]
+struct WorkerCli {
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+impl WorkerBuilder {
+    /// Serves a CPU-bound task: its items run on the worker's thread pool.
+    pub fn cpu_task<T: CpuTask>(mut self, task: T) -> Self {
+        if let Err(error) = self.kinds.add_cpu(task) {
+            self.refused.push(error);
+        }
+        self
+    }
+
+    /// Serves an I/O-bound task: its items run as async tasks, up to `--io-concurrency` at once.
+    pub fn io_task<T: IoTask>(mut self, task: T) -> Self {
+        if let Err(error) = self.kinds.add_io(task) {
+            self.refused.push(error);
+        }
+        self
+    }
+
+    /// Parses the worker's flags from the command line and environment (see `--help`), then runs until
+    /// SIGINT or SIGTERM. Returns the process's exit code: 0 after a requested stop, 2 for invalid flags
+    /// or kinds, 1 for a fatal error.
+    pub async fn run(self) -> ExitCode {
+        let name = std::env::args()
+            .next()
+            .and_then(|path| {
+                std::path::Path::new(&path)
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "worker".into());
+        let command = WorkerCli::command().name(name);
+        let matches = command.get_matches();
+        let cli = WorkerCli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+        self.run_with(cli.worker).await
+    }
+
+    /// Like [`WorkerBuilder::run`], with flags a binary parsed itself (for one that adds flags of its own
+    /// beside [`WorkerArgs`]).
+    pub async fn run_with(self, args: WorkerArgs) -> ExitCode {
+        let log = args.log.clone();
+        let prepared = args
+            .into_settings()
+            .and_then(|settings| self.into_kinds(&settings).map(|kinds| (kinds, settings)));
+        taskq_common::service::main(&log, prepared, |(kinds, settings), shutdown| {
+            crate::serve(kinds, settings, shutdown)
+        })
+        .await
+    }
+
+    /// Runs with validated settings until `shutdown` fires: for embedding a worker in a program.
+    pub async fn serve(self, settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let kinds = self.into_kinds(&settings).map_err(WorkerError::Kinds)?;
+        crate::serve(kinds, settings, shutdown).await
+    }
+
+    /// The registered kinds plus the program kinds of `--exec` and `--exec-lines`; the error says
+    /// which kind is wrong, or that there is none.
+    fn into_kinds(self, settings: &Settings) -> Result<Arc<Kinds>, String> {
+        let Self { mut kinds, refused } = self;
+        if let Some(error) = refused.first() {
+            return Err(error.to_string());
+        }
+        exec::register(&mut kinds, settings).map_err(|error| error.to_string())?;
+        if kinds.is_empty() {
+            return Err("this worker serves no task kind: register tasks on Worker::builder(), or \
+                        pass --exec NAME=COMMAND"
+                .into());
+        }
+        Ok(Arc::new(kinds))
+    }
+}
