@@ -15,7 +15,8 @@
 //!   kind's outputs fold into; [`payload`]: items and outputs as JSON inside a message.
 //! - [`envelope`]: the versioned MessagePack messages and their decoding errors.
 //! - [`topology`]: every queue and Redis key name, and their declaration.
-//! - [`broker`]: connecting to RabbitMQ and publishing with confirms.
+//! - [`broker`]: connecting to RabbitMQ and publishing with confirms; [`dead_letter`]: moving a message
+//!   that can never be processed to the dead-letter queue.
 //! - [`store`]: job state in Redis.
 //! - [`consume`]: the consuming loop with graceful drain; [`connection_watch`] ends it when the
 //!   connection fails; [`settle`]: acks in batches; [`batching`]: collecting a batch from a channel.
@@ -36,6 +37,7 @@ pub mod connect;
 pub mod connection_watch;
 pub mod consume;
 pub mod control;
+pub mod dead_letter;
 pub mod envelope;
 pub mod job;
 pub mod payload;

@@ -7,17 +7,17 @@ use taskq_common::envelope;
 use taskq_common::settle::Received;
 use tracing::Instrument;
 
-use crate::handler::{self, Context};
+use crate::context::{self, Context};
 
 /// Handles one notice to the end.
 pub async fn handle(context: &Context, delivery: &Received) {
     let notice: JobCancelledNotice = match envelope::decode(&delivery.data) {
         Ok(notice) => notice,
-        Err(reason) => return handler::refuse(context, delivery, &reason.to_string()).await,
+        Err(reason) => return context::refuse(context, delivery, &reason.to_string()).await,
     };
     let job = notice.job_id;
     let span = tracing::info_span!("cancelled", %job);
-    handler::finish(context, delivery, job, Finish::Cancel)
+    context::finish(context, delivery, job, Finish::Cancel)
         .instrument(span)
         .await
 }

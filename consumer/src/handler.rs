@@ -5,33 +5,15 @@
 //! counter. A batch with a result for a job Redis does not know goes to the dead-letter queue whole,
 //! after its other results were recorded.
 
-use std::path::PathBuf;
-
-use taskq_common::broker::{self, DeadLetter, Publisher};
 use taskq_common::cancel::Finish;
 use taskq_common::control::JOB_CANCELLED_TYPE;
 use taskq_common::envelope::{self, ResultBatch, ResultMessage, RESULT_BATCH_TYPE};
 use taskq_common::job::JobId;
 use taskq_common::settle::Received;
-use taskq_common::store::{JobStore, Recorded};
+use taskq_common::store::Recorded;
 use tracing::Instrument;
 
-use crate::finalize::{finalize, FinalizeError};
-
-/// How long a result waits before going back to the queue when Redis or the disk failed.
-const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// What every result handler shares.
-pub struct Context {
-    /// Job state.
-    pub store: JobStore,
-    /// For dead-lettering results that can never be used.
-    pub publisher: Publisher,
-    /// Where outputs go.
-    pub output_dir: PathBuf,
-    /// This consumer's name, for dead-letter headers.
-    pub consumer_id: String,
-}
+use crate::context::{finish_job, refuse, Context, RETRY_DELAY};
 
 /// Handles one result delivery (a batch of results, a single result, or a cancelled job's notice) to the
 /// end.
@@ -143,50 +125,3 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
     }
 }
 
-/// Writes the job's output `how` it ends, then acks the delivery that asked for it; or returns the
-/// delivery to the queue to try again later.
-pub(crate) async fn finish(context: &Context, delivery: &Received, job: JobId, how: Finish) {
-    if finish_job(context, job, how).await {
-        delivery.ack().await
-    } else {
-        delivery.requeue_after(RETRY_DELAY).await
-    }
-}
-
-/// Writes the job's output `how` it ends. False when that failed and should be tried again later.
-async fn finish_job(context: &Context, job: JobId, how: Finish) -> bool {
-    match finalize(&context.store, &context.output_dir, job, how).await {
-        Ok(summary) => tracing::info!(
-            status = %summary["status"],
-            items = %summary["items"],
-            failed = %summary["failed"],
-            elapsed_ms = %summary["elapsed_ms"],
-            output = %summary["output"],
-            "job finished"
-        ),
-        Err(FinalizeError::Ended(reason)) => tracing::info!("{reason}"),
-        Err(FinalizeError::Unfinishable(reason)) => {
-            tracing::error!("job cannot complete: {reason}");
-            if let Err(error) = context.store.fail(job, &reason).await {
-                tracing::warn!("{error}; the message goes back to the queue");
-                return false;
-            }
-        }
-        Err(error) => {
-            tracing::warn!("{error}; the message goes back to the queue to finish the job later");
-            return false;
-        }
-    }
-    true
-}
-
-/// Copies a message that can never be used to the dead-letter queue with `reason`, then acks it.
-pub(crate) async fn refuse(context: &Context, delivery: &Received, reason: &str) {
-    let dead_queue = context.store.topology().dead_queue();
-    let letter = DeadLetter {
-        reason,
-        refused_by: &context.consumer_id,
-        attempts: None,
-    };
-    broker::quarantine(&context.publisher, &dead_queue, delivery, &letter).await
-}

@@ -3,12 +3,14 @@
 //!
 //! - [`settings`]: the command line and validated settings.
 //! - [`session`]: one connection's life.
-//! - [`handler`]: what happens to one result message.
+//! - [`handler`]: what happens to one result message; [`context`]: what handlers share, finishing a
+//!   job and dead-lettering.
 //! - [`cancelled`]: what happens to a cancelled job's notice.
 //! - [`finalize`]: writing a finished job's files and summary.
 //! - [`output`]: per-kind output lines and aggregates.
 
 pub mod cancelled;
+pub mod context;
 pub mod finalize;
 pub mod handler;
 pub mod output;

@@ -10,7 +10,8 @@ use taskq_common::consume::Consuming;
 use taskq_common::store::JobStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::{self, Context};
+use crate::context::Context;
+use crate::handler;
 use crate::settings::Settings;
 
 /// An open connection that consumes results.

@@ -11,7 +11,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use taskq_common::control::CONTROL_TYPE;
 use taskq_common::envelope::{self, TaskMessage};
 use taskq_common::job::JobId;
 use taskq_common::settle::Received;
@@ -87,12 +86,8 @@ pub struct BroadcastLane {
     pub queue: String,
 }
 
-/// Handles one delivery from the broadcast queue.
-pub async fn handle(lane: Arc<BroadcastLane>, delivery: Received) {
-    let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
-    if kind == Some(CONTROL_TYPE) {
-        return crate::control::handle(&lane, delivery).await;
-    }
+/// Handles one broadcast chunk from the broadcast queue.
+pub async fn handle_chunk(lane: Arc<BroadcastLane>, delivery: Received) {
     let Ok(task) = envelope::decode_task(&delivery.data) else {
         // The chunk handler dead-letters it, with the reason.
         return handler::handle(lane.chunks.clone(), delivery).await;

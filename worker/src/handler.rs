@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use taskq_common::broker::{self, BrokerError, DeadLetter, Outgoing, Publisher};
+use taskq_common::broker::{BrokerError, Outgoing, Publisher};
+use taskq_common::dead_letter::{self, DeadLetter};
 use taskq_common::envelope::{self, decode_payload, ResultMessage, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobStatus;
 use taskq_common::payload::TaskPayload;
@@ -386,5 +387,5 @@ pub(crate) async fn refuse(
         refused_by: &context.worker_id,
         attempts,
     };
-    broker::quarantine(&context.publisher, &dead_queue, delivery, &letter).await
+    dead_letter::quarantine(&context.publisher, &dead_queue, delivery, &letter).await
 }

@@ -8,18 +8,20 @@
 //! - [`builder`]: registering kinds and running a worker; [`kinds`]: the kinds served, each behind a
 //!   chunk runner; [`exec`]: programs as kinds (`--exec`, `--exec-lines`).
 //! - [`settings`]: the command line and validated settings.
-//! - [`session`]: the lanes' connections: declare, consume, handle deliveries, stop gracefully.
+//! - [`session`]: one connection: declare, consume every served kind's queue, stop gracefully.
 //! - [`handler`]: what happens to one delivery.
 //! - [`pool`]: the CPU thread pool.
 //! - [`io_lane`]: the I/O lane's bounded concurrency; [`http`]: its HTTP client and limits.
 //! - [`prefetch`]: adapting the prefetch to what chunks cost.
 //! - [`tasks`]: the built-in kinds, written with the public task API.
 //! - [`registration`]: this worker's entry in the registry, kept alive by heartbeats.
-//! - [`broadcast`]: the broadcast queue (broadcast jobs, control commands); [`shares`]: which broadcast
-//!   chunks are this worker's; [`takeover`]: taking over the share of members that stopped;
-//!   [`control`]: carrying out commands; [`cancel`]: stopping a cancelled job's running chunks.
+//! - [`broadcast_queue`]: this worker's queue of broadcast chunks and control commands; [`broadcast`]:
+//!   broadcast jobs' chunks; [`shares`]: which broadcast chunks are this worker's; [`takeover`]: taking
+//!   over the share of members that stopped; [`control`]: carrying out commands; [`cancel`]: stopping a
+//!   cancelled job's running chunks.
 
 pub mod broadcast;
+pub mod broadcast_queue;
 pub mod builder;
 pub mod cancel;
 pub mod control;

@@ -31,7 +31,8 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::broadcast::{self, Broadcast, BroadcastLane};
+use crate::broadcast::{Broadcast, BroadcastLane};
+use crate::broadcast_queue;
 use crate::cancel::Cancellations;
 use crate::handler::{self, ChunkCost, Context};
 use crate::io_lane::IoLane;
@@ -187,7 +188,7 @@ impl Session {
         });
         let handle_lane = lane.clone();
         let handle: Handle =
-            Box::new(move |delivery| broadcast::handle(handle_lane.clone(), delivery).boxed());
+            Box::new(move |delivery| broadcast_queue::handle(handle_lane.clone(), delivery).boxed());
         lanes.push(LaneSession::new(channel, consumer, queue, watch, handle));
         shared.broadcast.ready.send_replace(true);
         Ok(Self {
