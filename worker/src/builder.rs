@@ -112,7 +112,13 @@ impl WorkerBuilder {
         if let Some(error) = refused.first() {
             return Err(error.to_string());
         }
-        exec::register(&mut kinds, settings).map_err(|error| error.to_string())?;
+        let programs = exec::ExecSettings {
+            once: settings.exec.clone(),
+            lines: settings.exec_lines.clone(),
+            time_limit: settings.exec_timeout,
+            processes: settings.cpu_threads,
+        };
+        exec::register(&mut kinds, &programs).map_err(|error| error.to_string())?;
         if kinds.is_empty() {
             return Err("this worker serves no task kind: register tasks on Worker::builder(), or \
                         pass --exec NAME=COMMAND"
