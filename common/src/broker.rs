@@ -322,4 +322,3 @@ pub async fn consume(
         .map_err(BrokerError::channel("starting to consume"))?;
     Ok((channel, consumer))
 }
-

@@ -31,7 +31,8 @@ impl TaskPayload {
 
     /// A payload of items that are JSON texts already (one value each).
     pub fn of_json<S: AsRef<str>>(first_index: u64, items: &[S]) -> Self {
-        let mut array = Vec::with_capacity(items.iter().map(|i| i.as_ref().len() + 1).sum::<usize>() + 2);
+        let mut array =
+            Vec::with_capacity(items.iter().map(|i| i.as_ref().len() + 1).sum::<usize>() + 2);
         array.push(b'[');
         for (n, item) in items.iter().enumerate() {
             if n > 0 {
@@ -198,8 +199,9 @@ impl ResultBuilder {
 
 /// The elements of a JSON array, each as its own text.
 fn json_array<'a>(bytes: &'a [u8], what: &str) -> Result<Vec<&'a RawValue>, DecodeError> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| DecodeError::Malformed(format!("payload {what} are not a JSON array: {error}")))
+    serde_json::from_slice(bytes).map_err(|error| {
+        DecodeError::Malformed(format!("payload {what} are not a JSON array: {error}"))
+    })
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::Aggregate;
 use crate::broadcast::Member;
 use crate::job::now_ms;
-use crate::task::Lane;
 use crate::store::{command, JobStore, StoreError};
+use crate::task::Lane;
 use crate::topology::Topology;
 
 /// How often a worker refreshes its entry.

@@ -74,10 +74,8 @@ pub async fn finalize(
     let summary = tokio::task::spawn_blocking(move || {
         write_files(&output_dir, &state, &chunks, &aggregate, how)
     })
-            .await
-            .map_err(|e| {
-                FinalizeError::Unfinishable(format!("writing the output panicked: {e}"))
-            })??;
+    .await
+    .map_err(|e| FinalizeError::Unfinishable(format!("writing the output panicked: {e}")))??;
     match how {
         Finish::Complete => store.complete(job, &summary).await?,
         Finish::Cancel => store.finish_cancelled(job, &summary).await?,

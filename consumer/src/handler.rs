@@ -124,4 +124,3 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
         }
     }
 }
-

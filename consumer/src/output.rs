@@ -53,7 +53,11 @@ impl Consolidator {
     }
 
     /// Writes one chunk's lines (chunks must come in order).
-    pub fn add_chunk(&mut self, encoded: &[u8], out: &mut dyn Write) -> Result<Written, OutputError> {
+    pub fn add_chunk(
+        &mut self,
+        encoded: &[u8],
+        out: &mut dyn Write,
+    ) -> Result<Written, OutputError> {
         let chunk: ResultPayload = decode_payload(encoded)?;
         let lines = chunk.lines()?;
         for line in &lines {
@@ -117,7 +121,13 @@ mod tests {
         let written = consolidator
             .add_chunk(&encode(&result.finish()), &mut out)
             .unwrap();
-        assert_eq!(written, Written { items: 2, failed: 1 });
+        assert_eq!(
+            written,
+            Written {
+                items: 2,
+                failed: 1
+            }
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(
@@ -135,9 +145,11 @@ mod tests {
         let mut result = ResultBuilder::new(&task);
         result.ok_json("{\"bytes\":3,\"elapsed_ms\":12}");
         result.failed("HTTP 404 Not Found");
-        let aggregate = Aggregate::none()
-            .with("ok", Fold::Count, None)
-            .with("total_bytes", Fold::Sum, Some("/bytes"));
+        let aggregate = Aggregate::none().with("ok", Fold::Count, None).with(
+            "total_bytes",
+            Fold::Sum,
+            Some("/bytes"),
+        );
         let mut consolidator = Consolidator::new(&aggregate, 2_000);
         let mut out = Vec::new();
         consolidator

@@ -177,7 +177,12 @@ pub struct JsonJobArgs {
     #[arg(value_parser = parse_kind)]
     pub kind: String,
     /// A file of items, one JSON value per line ('-' for stdin). Blank lines are skipped.
-    #[arg(long, value_name = "PATH", required_unless_present = "items", conflicts_with = "items")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        required_unless_present = "items",
+        conflicts_with = "items"
+    )]
     pub items_file: Option<std::path::PathBuf>,
     /// The items as one JSON array, for example '[1, 2, 3]' or '[{"path": "a.png"}]'.
     #[arg(long, value_name = "JSON", allow_hyphen_values = true)]

@@ -60,7 +60,11 @@ pub struct Job<'a> {
 
 impl Client {
     /// Connects to Redis and the broker (each attempt has a deadline) and declares the shared queues.
-    pub async fn connect(amqp_url: &str, redis_url: &str, prefix: &str) -> Result<Self, ProducerError> {
+    pub async fn connect(
+        amqp_url: &str,
+        redis_url: &str,
+        prefix: &str,
+    ) -> Result<Self, ProducerError> {
         let store = JobStore::connect(redis_url, Topology::new(prefix)).await?;
         let client = Self {
             store,
@@ -91,7 +95,9 @@ impl Client {
             .iter()
             .map(serde_json::value::to_raw_value)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| ProducerError::Input(format!("an item does not encode as JSON: {error}")))?;
+            .map_err(|error| {
+                ProducerError::Input(format!("an item does not encode as JSON: {error}"))
+            })?;
         let input = JobInput {
             kind: T::NAME.to_owned(),
             items: Items::Json(json),
@@ -116,7 +122,11 @@ impl Client {
         check_served(&membership, &input.kind, options.allow_unserved)?;
         let per_chunk = match options.chunk_size {
             Some(size) => size.get(),
-            None => registry.kind(&input.kind).await?.and_then(|info| info.chunk_size).unwrap_or(1) as usize,
+            None => registry
+                .kind(&input.kind)
+                .await?
+                .and_then(|info| info.chunk_size)
+                .unwrap_or(1) as usize,
         };
         let prepared = prepare::build(input, per_chunk, self.store.topology());
         if options.broadcast {
@@ -174,8 +184,14 @@ impl Client {
         Ok(opened)
     }
 
-    async fn open_broker<'b>(&self, broker: &'b mut Option<Broker>) -> Result<&'b mut Broker, ProducerError> {
-        if broker.as_ref().is_some_and(|b| !b.connection.status().connected()) {
+    async fn open_broker<'b>(
+        &self,
+        broker: &'b mut Option<Broker>,
+    ) -> Result<&'b mut Broker, ProducerError> {
+        if broker
+            .as_ref()
+            .is_some_and(|b| !b.connection.status().connected())
+        {
             *broker = None;
         }
         if broker.is_none() {
@@ -200,7 +216,11 @@ fn forget_on_failure<T>(broker: &mut Option<Broker>, published: &Result<T, Produ
 }
 
 /// Refuses a kind no running worker serves, naming those that are served, unless `allow_unserved`.
-fn check_served(membership: &Membership, kind: &str, allow_unserved: bool) -> Result<(), ProducerError> {
+fn check_served(
+    membership: &Membership,
+    kind: &str,
+    allow_unserved: bool,
+) -> Result<(), ProducerError> {
     if allow_unserved || membership.serving(kind).next().is_some() {
         return Ok(());
     }
@@ -224,20 +244,36 @@ impl Job<'_> {
     /// Waits until the job completed, failed or was cancelled.
     pub async fn wait(&self) -> Result<JobState, ProducerError> {
         let never = CancellationToken::new();
-        follow::wait(&self.client.store, self.id, None, follow::Progress::Hidden, &never).await
+        follow::wait(
+            &self.client.store,
+            self.id,
+            None,
+            follow::Progress::Hidden,
+            &never,
+        )
+        .await
     }
 
     /// Waits like [`Job::wait`], drawing a progress bar on stderr when it is a terminal.
     pub async fn wait_with_progress(&self) -> Result<JobState, ProducerError> {
         let never = CancellationToken::new();
-        follow::wait(&self.client.store, self.id, None, follow::Progress::Bar, &never).await
+        follow::wait(
+            &self.client.store,
+            self.id,
+            None,
+            follow::Progress::Bar,
+            &never,
+        )
+        .await
     }
 }
 
 /// The outputs of a completed job in input order, each its output or its error, for jobs small enough
 /// to carry their results in the summary (at most 1,000 items; larger ones are in the consumer's output
 /// file, whose path the summary gives).
-pub fn outputs<O: DeserializeOwned>(state: &JobState) -> Result<Vec<Result<O, String>>, ProducerError> {
+pub fn outputs<O: DeserializeOwned>(
+    state: &JobState,
+) -> Result<Vec<Result<O, String>>, ProducerError> {
     let results = state
         .summary
         .as_ref()
@@ -252,10 +288,18 @@ pub fn outputs<O: DeserializeOwned>(state: &JobState) -> Result<Vec<Result<O, St
         .iter()
         .map(|line| match (line.get("output"), line.get("error")) {
             (_, Some(error)) => Ok(Err(error.as_str().unwrap_or_default().to_owned())),
-            (Some(output), None) => serde_json::from_value(output.clone())
-                .map(Ok)
-                .map_err(|error| ProducerError::Input(format!("an output does not fit the type asked for: {error}"))),
-            (None, None) => Err(ProducerError::Input("a result line has neither output nor error".into())),
+            (Some(output), None) => {
+                serde_json::from_value(output.clone())
+                    .map(Ok)
+                    .map_err(|error| {
+                        ProducerError::Input(format!(
+                            "an output does not fit the type asked for: {error}"
+                        ))
+                    })
+            }
+            (None, None) => Err(ProducerError::Input(
+                "a result line has neither output nor error".into(),
+            )),
         })
         .collect()
 }

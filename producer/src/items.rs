@@ -30,9 +30,8 @@ pub fn from_file(path: &Path) -> Result<Vec<JsonItem>, String> {
     if shown == "-" {
         return from_lines(std::io::stdin().lock(), "stdin");
     }
-    let file = std::fs::File::open(path).map_err(|error| {
-        format!("cannot read --items-file {shown}: {error}")
-    })?;
+    let file = std::fs::File::open(path)
+        .map_err(|error| format!("cannot read --items-file {shown}: {error}"))?;
     from_lines(std::io::BufReader::new(file), &shown)
 }
 
@@ -90,7 +89,10 @@ mod tests {
     #[test]
     fn bad_items_name_their_line() {
         let error = from_lines("1\n2\n{oops\n".as_bytes(), "items.jsonl").unwrap_err();
-        assert!(error.starts_with("items.jsonl line 3: not a JSON value"), "{error}");
+        assert!(
+            error.starts_with("items.jsonl line 3: not a JSON value"),
+            "{error}"
+        );
         let error = from_lines("".as_bytes(), "items.jsonl").unwrap_err();
         assert!(error.contains("holds no items"), "{error}");
         let error = from_array("1, 2").unwrap_err();

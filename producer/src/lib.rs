@@ -53,9 +53,9 @@ pub enum ProducerError {
     /// Redis failed or does not know the job.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// RabbitMQ failed.
+    /// RabbitMQ failed (boxed: the broker's errors are large, and every result carries this enum).
     #[error(transparent)]
-    Broker(#[from] BrokerError),
+    Broker(Box<BrokerError>),
     /// Publishing failed part-way; the job was marked failed so nothing waits for it.
     #[error("submitting job {job} failed after {published} of {total} chunks: {source}. The job is marked failed and workers drop its published chunks; submit it again")]
     SubmitFailed {
@@ -66,7 +66,7 @@ pub enum ProducerError {
         /// Chunks in the job.
         total: u32,
         /// What failed.
-        source: BrokerError,
+        source: Box<BrokerError>,
     },
     /// Interrupted while publishing; the job was marked failed.
     #[error("interrupted while submitting job {job}: it is marked failed and workers drop its published chunks")]
@@ -150,6 +150,12 @@ pub enum ProducerError {
         /// Its status.
         status: &'static str,
     },
+}
+
+impl From<BrokerError> for ProducerError {
+    fn from(error: BrokerError) -> Self {
+        Self::Broker(Box::new(error))
+    }
 }
 
 impl ProducerError {
@@ -314,7 +320,10 @@ async fn submit_job(
         allow_unserved: options.allow_unserved,
         broadcast,
     };
-    let id = client.submit_input(&input, &job_options, shutdown).await?.id();
+    let id = client
+        .submit_input(&input, &job_options, shutdown)
+        .await?
+        .id();
     let result = if options.wait {
         wait_and_print(client.store(), id, options.timeout, shutdown).await
     } else {

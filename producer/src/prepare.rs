@@ -78,7 +78,11 @@ pub fn parse(job: &SubmitJob) -> Result<(JobInput, SubmitOptions), String> {
             Items::Integers(square_items(args)?),
             &args.options,
         ),
-        SubmitJob::Download(args) => ("download", Items::Texts(download_urls(args)?), &args.options),
+        SubmitJob::Download(args) => (
+            "download",
+            Items::Texts(download_urls(args)?),
+            &args.options,
+        ),
         SubmitJob::Other(raw) => return json_job(raw),
     };
     let input = JobInput {
@@ -89,10 +93,7 @@ pub fn parse(job: &SubmitJob) -> Result<(JobInput, SubmitOptions), String> {
 }
 
 fn json_job(raw: &[String]) -> Result<(JobInput, SubmitOptions), String> {
-    let args = match JsonJobArgs::try_parse_from_args(raw) {
-        Ok(args) => args,
-        Err(error) => return Err(error),
-    };
+    let args = JsonJobArgs::try_parse_from_args(raw)?;
     let items = match (&args.items, &args.items_file) {
         (Some(array), _) => items::from_array(array)?,
         (None, Some(path)) => items::from_file(path)?,
@@ -113,7 +114,11 @@ impl JsonJobArgs {
             clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                 error.exit()
             }
-            _ => error.to_string().trim_start_matches("error: ").trim().to_owned(),
+            _ => error
+                .to_string()
+                .trim_start_matches("error: ")
+                .trim()
+                .to_owned(),
         })
     }
 }
@@ -251,8 +256,8 @@ mod tests {
             (0, "[\"a b\",{\"text\": \"c\"}]".to_owned())
         );
         assert_eq!(items_of(&job.messages[1]), (2, "[3]".to_owned()));
-        let error = prepared(&["producer", "submit", "Word Count", "--items", "[1]"], 1)
-            .unwrap_err();
+        let error =
+            prepared(&["producer", "submit", "Word Count", "--items", "[1]"], 1).unwrap_err();
         assert!(error.contains("lowercase"), "{error}");
         let error = prepared(&["producer", "submit", "wordcount"], 1).unwrap_err();
         assert!(error.contains("--items"), "{error}");
@@ -285,10 +290,24 @@ mod tests {
 
     #[test]
     fn bad_input_is_refused_with_advice() {
-        let args = ["producer", "submit", "sum-squares", "--from", "1", "--count", "0"];
+        let args = [
+            "producer",
+            "submit",
+            "sum-squares",
+            "--from",
+            "1",
+            "--count",
+            "0",
+        ];
         let error = prepared(&args, 1).unwrap_err();
         assert!(error.contains("use 1 to"), "{error}");
-        let args = ["producer", "submit", "sum-squares", "--values", "1,2199023255553"];
+        let args = [
+            "producer",
+            "submit",
+            "sum-squares",
+            "--values",
+            "1,2199023255553",
+        ];
         let error = prepared(&args, 1).unwrap_err();
         assert!(error.contains("too large"), "{error}");
     }

@@ -39,7 +39,7 @@ pub async fn publish(
             job,
             published: confirmed.load(Ordering::Relaxed),
             total,
-            source,
+            source: Box::new(source),
         }),
         _ = shutdown.cancelled() => Err(ProducerError::SubmitInterrupted { job }),
     };

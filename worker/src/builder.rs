@@ -4,20 +4,18 @@
 //! ```ignore
 //! use taskq::{Worker, Square};
 //!
-//! #[tokio::main]
-//! async fn main() -> std::process::ExitCode {
+//! fn main() -> std::process::ExitCode {
 //!     Worker::builder()
 //!         .cpu_task(WordCount)          // yours: one file in your crate
 //!         .cpu_task(Square)             // a built-in one
 //!         .io_task(Fetch::new(client))  // an I/O-bound one, with its own client
-//!         .run()
-//!         .await
+//!         .main()                       // or `.run().await` inside your own runtime
 //! }
 //! ```
 
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use std::sync::Arc;
-use clap::{CommandFactory, FromArgMatches};
 use taskq_common::task::{CpuTask, IoTask};
 use tokio_util::sync::CancellationToken;
 
@@ -86,6 +84,21 @@ impl WorkerBuilder {
         self.run_with(cli.worker).await
     }
 
+    /// [`WorkerBuilder::run`] on a runtime of its own, for a plain `fn main`: no async runtime needed in
+    /// the user's crate.
+    pub fn main(self) -> ExitCode {
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(self.run()),
+            Err(error) => {
+                eprintln!("error: cannot start the async runtime: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
     /// Like [`WorkerBuilder::run`], with flags a binary parsed itself (for one that adds flags of its own
     /// beside [`WorkerArgs`]).
     pub async fn run_with(self, args: WorkerArgs) -> ExitCode {
@@ -100,7 +113,11 @@ impl WorkerBuilder {
     }
 
     /// Runs with validated settings until `shutdown` fires: for embedding a worker in a program.
-    pub async fn serve(self, settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    pub async fn serve(
+        self,
+        settings: Settings,
+        shutdown: CancellationToken,
+    ) -> Result<(), WorkerError> {
         let kinds = self.into_kinds(&settings).map_err(WorkerError::Kinds)?;
         crate::serve(kinds, settings, shutdown).await
     }
@@ -120,9 +137,11 @@ impl WorkerBuilder {
         };
         exec::register(&mut kinds, &programs).map_err(|error| error.to_string())?;
         if kinds.is_empty() {
-            return Err("this worker serves no task kind: register tasks on Worker::builder(), or \
+            return Err(
+                "this worker serves no task kind: register tasks on Worker::builder(), or \
                         pass --exec NAME=COMMAND"
-                .into());
+                    .into(),
+            );
         }
         Ok(Arc::new(kinds))
     }

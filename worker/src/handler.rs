@@ -181,7 +181,14 @@ async fn run_kind(context: &Context, task: &TaskMessage, kind: &Kind) -> Settle 
         return Settle::Requeue(RETRY_DELAY);
     }
     let published = publishing.elapsed();
-    tracing::debug!(items, failed, ?status_checked, ?compute, ?published, "chunk done");
+    tracing::debug!(
+        items,
+        failed,
+        ?status_checked,
+        ?compute,
+        ?published,
+        "chunk done"
+    );
     // Only the CPU lane adapts its prefetch; the I/O lane's is fixed at its concurrency.
     if let (Some(costs), Runner::Cpu(_)) = (&context.costs, &kind.runner) {
         let _ = costs.send(ChunkCost {
@@ -274,7 +281,9 @@ async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Re
             };
             match context.pool.run(permit, chunk).await {
                 PoolOutcome::Done((outcome, compute)) => outcome.map(|output| (output, compute)),
-                PoolOutcome::Panicked(message) => return Ran::Failed(format!("the chunk {message}")),
+                PoolOutcome::Panicked(message) => {
+                    return Ran::Failed(format!("the chunk {message}"))
+                }
                 PoolOutcome::NotStarted => return Ran::Stopped,
             }
         }

@@ -46,12 +46,15 @@ impl IoLane {
     ) -> Result<O, TaskError> {
         // The semaphore is never closed, so acquiring only waits.
         let _slot = self.slots.acquire().await;
-        AssertUnwindSafe(item).catch_unwind().await.unwrap_or_else(|panic| {
-            Err(TaskError::transient(format!(
-                "the task {}",
-                panic_message(panic.as_ref())
-            )))
-        })
+        AssertUnwindSafe(item)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(TaskError::transient(format!(
+                    "the task {}",
+                    panic_message(panic.as_ref())
+                )))
+            })
     }
 }
 
@@ -92,6 +95,9 @@ mod tests {
         let panicked = lane
             .run_item(async { panic!("boom") as Result<(), TaskError> })
             .await;
-        assert_eq!(panicked, Err(TaskError::transient("the task panicked: boom")));
+        assert_eq!(
+            panicked,
+            Err(TaskError::transient("the task panicked: boom"))
+        );
     }
 }

@@ -129,7 +129,9 @@ impl Registration {
                 match self.registry.declare_kinds(&self.kinds).await {
                     Ok(()) => kinds_declared = true,
                     Err(error) => {
-                        tracing::warn!("{error}; declaring the task kinds again at the next heartbeat");
+                        tracing::warn!(
+                            "{error}; declaring the task kinds again at the next heartbeat"
+                        );
                         continue;
                     }
                 }

@@ -137,7 +137,9 @@ impl Session {
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
         topology.declare(publisher.channel()).await?;
         for kind in shared.kinds.iter() {
-            topology.declare_kind(publisher.channel(), &kind.info.name).await?;
+            topology
+                .declare_kind(publisher.channel(), &kind.info.name)
+                .await?;
         }
         let mut lanes = Vec::new();
 
@@ -187,8 +189,9 @@ impl Session {
             queue: queue.clone(),
         });
         let handle_lane = lane.clone();
-        let handle: Handle =
-            Box::new(move |delivery| broadcast_queue::handle(handle_lane.clone(), delivery).boxed());
+        let handle: Handle = Box::new(move |delivery| {
+            broadcast_queue::handle(handle_lane.clone(), delivery).boxed()
+        });
         lanes.push(LaneSession::new(channel, consumer, queue, watch, handle));
         shared.broadcast.ready.send_replace(true);
         Ok(Self {

@@ -69,15 +69,25 @@ pub struct WorkerArgs {
     /// Serve kind NAME by running COMMAND once per item: the item's JSON on stdin, its output JSON on
     /// stdout. Exit 0 is success, exit 75 a transient failure (the chunk is retried), any other exit that
     /// item's error with the end of stderr. COMMAND is split into words like a shell would (quotes work)
-    /// but never runs through one; items reach it only on stdin. Repeatable; in the environment, separate
-    /// several with ';'. Example: --exec 'upper=python3 upper.py'
-    #[arg(long = "exec", value_name = "NAME=COMMAND", env = "TASKQ_EXEC", value_delimiter = ';')]
+    /// but never runs through one; items reach it only on stdin. Repeatable; in the environment, one per
+    /// line. Example: --exec 'upper=python3 upper.py'
+    #[arg(
+        long = "exec",
+        value_name = "NAME=COMMAND",
+        env = "TASKQ_EXEC",
+        value_delimiter = '\n'
+    )]
     pub exec: Vec<String>,
 
     /// Serve kind NAME with long-lived COMMAND processes (one per CPU thread) that read one JSON item per
     /// line on stdin and write one JSON output per line on stdout, in order. No process start per item; a
-    /// process that crashes is restarted and its item fails. Repeatable, ';' in the environment.
-    #[arg(long = "exec-lines", value_name = "NAME=COMMAND", env = "TASKQ_EXEC_LINES", value_delimiter = ';')]
+    /// process that crashes is restarted and its item fails. Repeatable; in the environment, one per line.
+    #[arg(
+        long = "exec-lines",
+        value_name = "NAME=COMMAND",
+        env = "TASKQ_EXEC_LINES",
+        value_delimiter = '\n'
+    )]
     pub exec_lines: Vec<String>,
 
     /// Seconds one item of an --exec or --exec-lines kind may take; the process is then killed and the
@@ -252,7 +262,7 @@ mod tests {
     fn program_kinds_are_parsed_and_checked_before_the_worker_starts() {
         let parsed = settings(&[
             "--exec",
-            "up=python3 -c 'print(1)'",
+            "up=python3 -c 'import json; print(1)'",
             "--exec-lines",
             "ln=/bin/cat",
             "--exec-timeout",
@@ -260,7 +270,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(parsed.exec[0].name, "up");
-        assert_eq!(parsed.exec[0].argv, ["python3", "-c", "print(1)"]);
+        assert_eq!(
+            parsed.exec[0].argv,
+            ["python3", "-c", "import json; print(1)"]
+        );
         assert_eq!(parsed.exec_lines[0].argv, ["/bin/cat"]);
         assert_eq!(parsed.exec_timeout, Duration::from_millis(2500));
         let missing = settings(&["--exec", "x=no-such-program-here"]).unwrap_err();

@@ -30,7 +30,18 @@ mod tests {
         for good in ["square", "sum-squares", "a", "0x", "img.blur_v2"] {
             assert!(validate_kind_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "Square", "-a", ".a", "_a", "a b", "a/b", "a;rm", "é", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Square",
+            "-a",
+            ".a",
+            "_a",
+            "a b",
+            "a/b",
+            "a;rm",
+            "é",
+            &"a".repeat(65),
+        ] {
             let error = validate_kind_name(bad).unwrap_err();
             assert!(error.contains("lowercase letters"), "{bad}: {error}");
         }

@@ -37,16 +37,17 @@ pub fn register(kinds: &mut Kinds, settings: &ExecSettings) -> Result<(), KindEr
             time_limit: settings.time_limit,
             runtime: runtime.clone(),
         };
-        let description = format!("--exec {}", spec.argv.join(" "));
+        let description = format!("--exec {}", shell_words::join(&spec.argv));
         add(kinds, spec, Arc::new(runner), description)?;
     }
     for spec in &settings.lines {
-        let processes = LineProcesses::new(spec.argv.clone(), settings.processes, settings.time_limit);
+        let processes =
+            LineProcesses::new(spec.argv.clone(), settings.processes, settings.time_limit);
         let runner = ExecLines {
             processes,
             runtime: runtime.clone(),
         };
-        let description = format!("--exec-lines {}", spec.argv.join(" "));
+        let description = format!("--exec-lines {}", shell_words::join(&spec.argv));
         add(kinds, spec, Arc::new(runner), description)?;
     }
     Ok(())
@@ -59,7 +60,13 @@ fn add(
     description: String,
 ) -> Result<(), KindError> {
     let options = TaskOptions::default();
-    kinds.add(&spec.name, Lane::Cpu, options, Runner::Cpu(runner), Some(description))
+    kinds.add(
+        &spec.name,
+        Lane::Cpu,
+        options,
+        Runner::Cpu(runner),
+        Some(description),
+    )
 }
 
 /// A program run once per item, with the item's JSON on stdin.
@@ -103,7 +110,10 @@ impl CpuChunk for ExecLines {
             return Ok(chunk_output(payload, results));
         }
         let ran = self.runtime.block_on(self.processes.run_batch(&items));
-        Ok(chunk_output(payload, ran.into_iter().map(item_result).collect()))
+        Ok(chunk_output(
+            payload,
+            ran.into_iter().map(item_result).collect(),
+        ))
     }
 }
 

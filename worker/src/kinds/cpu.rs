@@ -106,6 +106,7 @@ pub fn invalid_input(kind: &str, raw: &RawValue, error: &serde_json::Error) -> T
 
 /// An output as JSON text; one that does not encode fails its item for good.
 pub fn encode_output<O: serde::Serialize>(output: &O) -> ItemResult {
-    serde_json::to_string(output)
-        .map_err(|error| TaskError::permanent(format!("the output does not encode as JSON: {error}")))
+    serde_json::to_string(output).map_err(|error| {
+        TaskError::permanent(format!("the output does not encode as JSON: {error}"))
+    })
 }

@@ -31,7 +31,11 @@ pub struct IoRun {
 /// Runs every item of a chunk concurrently, each holding one of the lane's slots while it runs.
 pub trait IoChunk: Send + Sync {
     /// Runs the chunk's items and reports each one's outcome, in order.
-    fn run(&self, payload: TaskPayload, run: IoRun) -> BoxFuture<'static, Result<ChunkOutput, RunError>>;
+    fn run(
+        &self,
+        payload: TaskPayload,
+        run: IoRun,
+    ) -> BoxFuture<'static, Result<ChunkOutput, RunError>>;
 }
 
 /// A typed I/O task as a chunk runner.
@@ -51,7 +55,11 @@ impl<T: IoTask> TypedIo<T> {
 }
 
 impl<T: IoTask> IoChunk for TypedIo<T> {
-    fn run(&self, payload: TaskPayload, run: IoRun) -> BoxFuture<'static, Result<ChunkOutput, RunError>> {
+    fn run(
+        &self,
+        payload: TaskPayload,
+        run: IoRun,
+    ) -> BoxFuture<'static, Result<ChunkOutput, RunError>> {
         let (task, time_limit) = (self.task.clone(), self.time_limit);
         async move {
             let items = payload.items()?;
@@ -91,11 +99,13 @@ async fn run_item<T: IoTask>(
     };
     let running = task.run(input, &context);
     let output = match time_limit {
-        Some(limit) => tokio::time::timeout(limit, running).await.unwrap_or_else(|_| {
-            Err(TaskError::transient(format!(
-                "timed out after {limit:?} (the kind's time limit)"
-            )))
-        })?,
+        Some(limit) => tokio::time::timeout(limit, running)
+            .await
+            .unwrap_or_else(|_| {
+                Err(TaskError::transient(format!(
+                    "timed out after {limit:?} (the kind's time limit)"
+                )))
+            })?,
         None => running.await?,
     };
     encode_output(&output)

@@ -1,0 +1,13 @@
+//! A worker of one's own: the `wordcount` kind of this crate beside the built-in `square`, with every
+//! flag and environment variable of the stock worker (`wordcount-worker --help`).
+
+mod wordcount;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    taskq::Worker::builder()
+        .cpu_task(wordcount::WordCount { max_bytes: 1 << 20 })
+        .cpu_task(taskq::Square)
+        .main()
+}
