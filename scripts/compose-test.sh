@@ -231,8 +231,8 @@ done
 ui=$(dc port rabbitmq 15672)
 check "the management UI answers on http://$ui" curl -fsS --max-time 5 -o /dev/null "http://$ui/"
 check "3 worker containers are running" test "$(running_workers | wc -l)" -eq 3
-three_consumers() { [ "$(queue_field 4 taskq.tasks.cpu)" -ge 3 ]; }
-check "the management API shows the 3 workers consuming taskq.tasks.cpu" wait_for "3 consumers" 40 1 three_consumers
+three_consumers() { [ "$(queue_field 4 taskq.tasks.sum-squares)" -ge 3 ]; }
+check "the management API shows the 3 workers consuming taskq.tasks.sum-squares" wait_for "3 consumers" 40 1 three_consumers
 
 # ------------------------------------------------------------------------------------------ seed job
 started=$(now)
@@ -253,8 +253,8 @@ check "the producer printed a job id" test -n "$job"
 # Queue statistics reach the API every few seconds; poll until they show queued work.
 depth=""
 for _ in $(seq 60); do
-  read -r messages ready unacked consumers _ < <(queue_stats taskq.tasks.cpu || echo 0 0 0 0 0)
-  log "taskq.tasks.cpu: messages=$messages ready=$ready unacknowledged=$unacked consumers=$consumers"
+  read -r messages ready unacked consumers _ < <(queue_stats taskq.tasks.sum-squares || echo 0 0 0 0 0)
+  log "taskq.tasks.sum-squares: messages=$messages ready=$ready unacknowledged=$unacked consumers=$consumers"
   if [ "$ready" -gt 0 ] && [ "$unacked" -gt 0 ]; then
     depth="messages=$messages (ready $ready + unacknowledged $unacked), consumers=$consumers"
     break
@@ -291,7 +291,7 @@ log "up -d --scale worker=1"
 timeout 180 "${compose[@]}" --env-file deploy/images/local.env up -d --scale worker=1 >&2 2>&1
 check "scaled to 1 worker in $(since "$scale_started")s" test "$(running_workers | wc -l)" -eq 1
 
-read -r messages ready unacked consumers _ < <(queue_stats taskq.tasks.cpu || echo 0 0 0 0 0)
+read -r messages ready unacked consumers _ < <(queue_stats taskq.tasks.sum-squares || echo 0 0 0 0 0)
 log "after the kill, the stop and the scale-down: messages=$messages ready=$ready unacknowledged=$unacked consumers=$consumers"
 log "run --rm producer wait $job"
 timeout 360 "${compose[@]}" --env-file deploy/images/local.env run --rm -T producer \
@@ -300,11 +300,11 @@ timed "big job ($big_count items; worker killed, one stopped, scaled to 1)" "$st
 check "big job: all $big_count exact results and the aggregate despite the killed worker" \
   check_results "$tmp/big.json" "$big_from" "$big_count"
 
-redelivered() { [ "$(queue_field 5 taskq.tasks.cpu)" -gt 0 ]; }
-drained() { [ "$(queue_field 1 taskq.tasks.cpu)" -eq 0 ] && [ "$(queue_field 4 taskq.tasks.cpu)" -gt 0 ]; }
+redelivered() { [ "$(queue_field 5 taskq.tasks.sum-squares)" -gt 0 ]; }
+drained() { [ "$(queue_field 1 taskq.tasks.sum-squares)" -eq 0 ] && [ "$(queue_field 4 taskq.tasks.sum-squares)" -gt 0 ]; }
 check "the broker redelivered the killed worker's chunks (redeliver counter > 0)" \
   wait_for "redeliveries in the statistics" 20 1 redelivered
-check "taskq.tasks.cpu drained" wait_for "an empty task queue" 20 1 drained
+check "taskq.tasks.sum-squares drained" wait_for "an empty task queue" 20 1 drained
 read -r dead _ < <(queue_stats taskq.dead || echo 1)
 check "nothing dead-lettered (taskq.dead holds $dead messages)" test "$dead" -eq 0
 
@@ -325,7 +325,7 @@ docker run -d --name "$remote_worker" --network host --stop-timeout 45 \
   -e "REDIS_URL=redis://:$TASKQ_REDIS_PASSWORD@$redis" \
   -e TASKQ_WORKER_ID=remote-worker -e TASKQ_CPU_THREADS=1 \
   "$TASKQ_IMAGE" worker >/dev/null
-one_consumer() { [ "$(queue_field 4 taskq.tasks.cpu)" -eq 1 ]; }
+one_consumer() { [ "$(queue_field 4 taskq.tasks.sum-squares)" -eq 1 ]; }
 check "a worker outside the project (docker run, published ports $amqp and $redis) consumes the task queue" \
   wait_for "the outside worker" 40 1 one_consumer
 timeout 180 "${compose[@]}" --env-file deploy/images/local.env run --rm -T producer \
