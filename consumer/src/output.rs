@@ -64,12 +64,15 @@ impl Consolidator {
             if let Ok(output) = line.outcome {
                 self.aggregate.add(output.get());
             }
-            let text = line_json(line)?;
-            out.write_all(text.as_bytes())?;
-            out.write_all(b"\n")?;
-            if let Some(inline) = &mut self.inline {
-                inline.push(serde_json::from_str(&text)?);
+            match &mut self.inline {
+                Some(inline) => {
+                    let text = serde_json::to_string(&Line::of(line))?;
+                    out.write_all(text.as_bytes())?;
+                    inline.push(serde_json::from_str(&text)?);
+                }
+                None => serde_json::to_writer(&mut *out, &Line::of(line))?,
             }
+            out.write_all(b"\n")?;
         }
         Ok(Written {
             items: lines.len() as u64,
@@ -84,22 +87,25 @@ impl Consolidator {
 }
 
 /// One output line: the input and output copied as their JSON texts, so every digit survives.
-fn line_json(line: &ItemLine<'_>) -> Result<String, serde_json::Error> {
-    #[derive(serde::Serialize)]
-    struct Line<'a> {
-        index: u64,
-        input: &'a RawValue,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        output: Option<&'a RawValue>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a str>,
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    index: u64,
+    input: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> Line<'a> {
+    fn of(line: &ItemLine<'a>) -> Self {
+        Self {
+            index: line.index,
+            input: line.input,
+            output: line.outcome.ok(),
+            error: line.outcome.err(),
+        }
     }
-    serde_json::to_string(&Line {
-        index: line.index,
-        input: line.input,
-        output: line.outcome.ok(),
-        error: line.outcome.err(),
-    })
 }
 
 #[cfg(test)]
