@@ -34,9 +34,15 @@ pub async fn publish(
 ) -> Result<JobId, ProducerError> {
     let kind = prepared.spec.kind.clone();
     let members: Vec<Member> = membership.serving(&kind).map(WorkerInfo::member).collect();
-    if members.is_empty() {
+    if members.is_empty() && membership.running().next().is_none() {
         return Err(ProducerError::NoWorkers {
             prefix: store.topology().prefix().to_owned(),
+        });
+    }
+    if members.is_empty() {
+        return Err(ProducerError::Unserved {
+            kind,
+            served: membership.served_kinds(),
         });
     }
     let job = prepared.spec.id;

@@ -119,7 +119,11 @@ impl Client {
         }
         let registry = Registry::new(&self.store);
         let membership = registry.membership().await?;
-        check_served(&membership, &input.kind, options.allow_unserved)?;
+        // A broadcast needs live members, so --allow-unserved does not apply: broadcast::publish says
+        // who is missing.
+        if !options.broadcast {
+            check_served(&membership, &input.kind, options.allow_unserved)?;
+        }
         let per_chunk = match options.chunk_size {
             Some(size) => size.get(),
             None => registry

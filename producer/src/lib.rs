@@ -111,7 +111,7 @@ pub enum ProducerError {
         prefix: String,
     },
     /// No live worker serves the kind, and `--allow-unserved` was not given.
-    #[error("no live worker serves task kind '{kind}' (served now: {}). Start a worker that serves it, check the name (`producer kinds` lists them), or pass --allow-unserved to enqueue anyway: the chunks then wait in the kind's queue until such a worker starts", if served.is_empty() { "none".to_owned() } else { served.join(", ") })]
+    #[error("no live worker serves task kind '{kind}' (served now: {}). Start a worker that serves it, check the name (`producer kinds` lists them), or, for `submit`, pass --allow-unserved to enqueue anyway: the chunks then wait in the kind's queue until such a worker starts", if served.is_empty() { "none".to_owned() } else { served.join(", ") })]
     Unserved {
         /// The kind.
         kind: String,

@@ -86,7 +86,7 @@ fn sum_squares_grows_with_n(rows: &mut Vec<Row>) {
         let started = Instant::now();
         let sum = worker::tasks::sum_of_squares_below(std::hint::black_box(n));
         let elapsed = started.elapsed();
-        assert_eq!(sum, taskq_common::tasks::SumSquares::closed_form(n));
+        assert_eq!(sum, worker::tasks::SumSquares::closed_form(n));
         times.push((n, elapsed));
     }
     let figure = times

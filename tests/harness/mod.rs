@@ -2,14 +2,20 @@
 //! RabbitMQ and Redis, with helpers to start the real binaries in it and to look at the broker and store.
 //! Dropping it kills its processes and deletes its queues and keys, so tests run in parallel on one broker.
 //!
-//! The binaries are the ones cargo built beside the test executable (`cargo build --workspace --bins`).
+//! The binaries are the ones cargo built beside the test executable (`cargo build --workspace --bins`):
+//! the stock `worker`, and `test-worker` (this package's), which also serves the test-only kinds.
+//! Workers are started and then waited for until they are registered, so a test may submit at once: the
+//! producer refuses a kind no live worker serves.
 //! [`fixture`] is the local HTTP server download tests and the benchmark fetch from.
 
 pub mod fixture;
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
@@ -17,10 +23,24 @@ use lapin::types::FieldTable;
 use taskq_common::broker::{self, Outgoing, Publisher};
 use taskq_common::envelope::{encode, TaskMessage};
 use taskq_common::job::{now_ms, JobId, JobSpec};
-use taskq_common::registry::Registry;
+use taskq_common::payload::TaskPayload;
+use taskq_common::registry::{KindInfo, Registry};
 use taskq_common::store::JobStore;
-use taskq_common::tasks::{Lane, TaskPayload};
 use taskq_common::topology::Topology;
+use worker::http::{HttpClient, HttpSettings};
+use worker::kinds::Kinds;
+use worker::tasks::{Download, Square, SumSquares};
+
+/// The stock worker binary.
+pub const WORKER: &str = "worker";
+/// The worker binary that also serves the test-only kinds.
+pub const TEST_WORKER: &str = "test-worker";
+/// The kinds the stock `worker` serves.
+pub const BUILTIN_KINDS: [&str; 3] = ["sum-squares", "square", "download"];
+/// The kinds only `test-worker` serves.
+pub const TEST_KINDS: [&str; 2] = ["test-abort", "test-flaky"];
+/// How long a started worker may take to appear in the registry.
+pub const REGISTRATION_LIMIT: Duration = Duration::from_secs(30);
 
 /// The broker the tests use (`TASKQ_TEST_AMQP_URL`, default local guest).
 pub fn amqp_url() -> String {
@@ -57,6 +77,8 @@ pub struct Deployment {
     pub dir: tempfile::TempDir,
     amqp_url: String,
     processes: Vec<Process>,
+    /// Kinds whose queues a test declared, beyond the known ones: deleted with the namespace.
+    kinds: Mutex<BTreeSet<String>>,
 }
 
 struct Process {
@@ -83,6 +105,7 @@ impl Deployment {
             dir: tempfile::tempdir().expect("temp dir"),
             amqp_url,
             processes: Vec::new(),
+            kinds: Mutex::default(),
         }
     }
 
@@ -137,6 +160,8 @@ impl Deployment {
     }
 
     /// Starts a new process like the one at `index` (same binary and arguments); returns its index.
+    /// Does not wait for a worker to register: tests restart workers that may die again at once (a
+    /// poison chunk) or are killed again soon (chaos), and the ones they replace are registered already.
     pub fn restart(&mut self, index: usize) -> usize {
         let (binary, args) = (
             self.processes[index].binary.clone(),
@@ -151,9 +176,77 @@ impl Deployment {
         matches!(self.processes[index].child.try_wait(), Ok(None))
     }
 
-    /// Starts a worker; returns its process index.
+    /// Starts a stock worker and waits until it is registered; returns its process index.
     pub fn start_worker(&mut self, args: &[&str]) -> usize {
-        self.spawn("worker", args)
+        self.start_workers(WORKER, 1, args)[0]
+    }
+
+    /// Starts a test worker (built-in and test-only kinds) and waits until it is registered; returns its
+    /// process index.
+    pub fn start_test_worker(&mut self, args: &[&str]) -> usize {
+        self.start_workers(TEST_WORKER, 1, args)[0]
+    }
+
+    /// Starts a stock worker without waiting for it to register: for workers that are not meant to
+    /// (for example pointed at a broker that is down); returns its process index.
+    pub fn start_worker_without_waiting(&mut self, args: &[&str]) -> usize {
+        self.spawn(WORKER, args)
+    }
+
+    /// Starts `count` workers of `binary` ([`WORKER`] or [`TEST_WORKER`]) with `args`, then waits until
+    /// every one is registered (see [`Deployment::wait_until_registered`]); returns their indexes.
+    pub fn start_workers(&mut self, binary: &str, count: usize, args: &[&str]) -> Vec<usize> {
+        let indexes: Vec<usize> = (0..count).map(|_| self.spawn(binary, args)).collect();
+        self.wait_until_registered(&indexes);
+        indexes
+    }
+
+    /// Waits (at most [`REGISTRATION_LIMIT`]) until each started worker at `indexes` has a live registry
+    /// entry with its pid and at least one kind: it then consumes its kinds' queues, and the producer
+    /// accepts jobs of them. Fails with the logs if one exits first or takes longer.
+    pub fn wait_until_registered(&mut self, indexes: &[usize]) {
+        let topology = self.topology();
+        let processes = &mut self.processes;
+        let waited = block_on(async move {
+            let store = JobStore::connect(&redis_url(), topology)
+                .await
+                .map_err(|e| format!("cannot reach Redis: {e}"))?;
+            let registry = Registry::new(&store);
+            let deadline = Instant::now() + REGISTRATION_LIMIT;
+            let mut waiting = indexes.to_vec();
+            loop {
+                let membership = registry
+                    .membership()
+                    .await
+                    .map_err(|e| format!("cannot read the registry: {e}"))?;
+                waiting.retain(|index| {
+                    let pid = processes[*index].child.id();
+                    let registered = |w: &taskq_common::registry::WorkerInfo| {
+                        w.pid == pid && !w.kinds.is_empty()
+                    };
+                    !membership.live.iter().any(registered)
+                });
+                if waiting.is_empty() {
+                    return Ok(());
+                }
+                for index in &waiting {
+                    if let Ok(Some(status)) = processes[*index].child.try_wait() {
+                        return Err(format!(
+                            "process {index} exited ({status}) before it registered"
+                        ));
+                    }
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "processes {waiting:?} did not register within {REGISTRATION_LIMIT:?}"
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        if let Err(why) = waited {
+            panic!("{why}\n{}", self.all_logs());
+        }
     }
 
     /// Starts the consumer; returns its process index.
@@ -166,11 +259,10 @@ impl Deployment {
         self.spawn("consumer", args)
     }
 
-    /// Starts `workers` workers with `args` and one consumer.
+    /// Starts `workers` stock workers with `args`, waits until they are registered, then starts one
+    /// consumer.
     pub fn start(&mut self, workers: usize, args: &[&str]) {
-        for _ in 0..workers {
-            self.start_worker(args);
-        }
+        self.start_workers(WORKER, workers, args);
         self.start_consumer();
     }
 
@@ -247,6 +339,28 @@ impl Deployment {
         id
     }
 
+    /// Records in the registry how the built-in kinds are declared, as a worker does when it starts: for
+    /// tests that run a consumer without any worker (the consumer folds a job's aggregate as its kind
+    /// declares it). Derived from the kinds themselves, so it cannot drift from what workers declare.
+    pub async fn record_builtin_kinds(&self) {
+        let http = HttpClient::new(HttpSettings {
+            timeout: Duration::from_secs(1),
+            max_body_bytes: 1,
+            max_redirects: 0,
+            retries: 0,
+        })
+        .expect("HTTP client");
+        let mut kinds = Kinds::default();
+        kinds.add_cpu(SumSquares).expect("sum-squares");
+        kinds.add_cpu(Square).expect("square");
+        kinds.add_io(Download::new(http)).expect("download");
+        let infos: Vec<KindInfo> = kinds.iter().map(|kind| kind.info.clone()).collect();
+        Registry::new(&self.store().await)
+            .declare_kinds(&infos)
+            .await
+            .expect("declare kinds");
+    }
+
     /// Publishes hand-made messages (each to its own queue) with confirms.
     pub async fn publish(&self, messages: &[Outgoing]) {
         let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
@@ -258,7 +372,8 @@ impl Deployment {
         let _ = connection.close(200, "done".into()).await;
     }
 
-    /// A task message for the CPU queue, built by hand: `kind`, wire `version` and `payload` as given.
+    /// A task message for `kind`'s queue, built by hand: `kind`, wire `version` and `payload` as given.
+    /// (To publish it to another kind's queue, replace its `queue`.)
     pub fn task(
         &self,
         job: JobId,
@@ -275,16 +390,16 @@ impl Deployment {
             attempt: 1,
             payload,
         });
-        self.raw_task(body)
+        self.raw_task(kind, body)
     }
 
-    /// A message for the CPU queue with any body.
-    pub fn raw_task(&self, body: Vec<u8>) -> Outgoing {
+    /// A message for `kind`'s queue with any body.
+    pub fn raw_task(&self, kind: &str, body: Vec<u8>) -> Outgoing {
         Outgoing {
-            queue: self.topology().task_queue(Lane::Cpu),
+            queue: self.topology().task_queue(kind),
             body,
             message_id: "hand-made".into(),
-            kind: "square".into(),
+            kind: kind.into(),
             ..Outgoing::default()
         }
     }
@@ -305,11 +420,29 @@ impl Deployment {
         run.stdout().trim().parse().expect("job id")
     }
 
-    /// Declares this namespace's queues (as every binary does at start).
+    /// Declares this namespace's shared queues and the built-in kinds' queues (as the binaries do at
+    /// start), for tests that publish by hand or look at queues before any worker runs.
     pub async fn declare(&self) {
+        self.declare_kinds(&BUILTIN_KINDS).await;
+    }
+
+    /// Declares this namespace's shared queues and the queues of `kinds`, which the namespace's cleanup
+    /// then deletes too.
+    pub async fn declare_kinds(&self, kinds: &[&str]) {
+        self.kinds
+            .lock()
+            .expect("kinds")
+            .extend(kinds.iter().map(|kind| kind.to_string()));
         let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
         let channel = connection.create_channel().await.expect("channel");
-        self.topology().declare(&channel).await.expect("declare");
+        let topology = self.topology();
+        topology.declare(&channel).await.expect("declare");
+        for kind in kinds {
+            topology
+                .declare_kind(&channel, kind)
+                .await
+                .expect("declare kind");
+        }
         let _ = connection.close(200, "done".into()).await;
     }
 
@@ -375,28 +508,18 @@ impl Deployment {
         }
     }
 
-    /// Starts one worker per id (`--worker-id`, then `args`) and waits until all are registered, so a
-    /// broadcast job or a command counts them in; returns their process indexes.
-    pub async fn start_registered_workers(&mut self, ids: &[&str], args: &[&str]) -> Vec<usize> {
-        let indexes = ids
+    /// Starts one stock worker per id (`--worker-id`, then `args`) and waits until all are registered,
+    /// so a broadcast job or a command counts them in; returns their process indexes.
+    pub fn start_registered_workers(&mut self, ids: &[&str], args: &[&str]) -> Vec<usize> {
+        let indexes: Vec<usize> = ids
             .iter()
             .map(|id| {
                 let mut all = vec!["--worker-id", id];
                 all.extend_from_slice(args);
-                self.start_worker(&all)
+                self.spawn(WORKER, &all)
             })
             .collect();
-        let mut expected: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-        expected.sort();
-        eventually(
-            "the workers to register",
-            Duration::from_secs(60),
-            || async {
-                let live = self.live_workers().await;
-                expected.iter().all(|id| live.contains(id)).then_some(())
-            },
-        )
-        .await;
+        self.wait_until_registered(&indexes);
         indexes
     }
 
@@ -409,18 +532,30 @@ impl Deployment {
         membership.live.into_iter().map(|w| w.worker_id).collect()
     }
 
-    async fn clean_up(prefix: String) {
+    async fn clean_up(prefix: String, mut kinds: BTreeSet<String>) {
         let topology = Topology::new(prefix);
         let store = JobStore::connect(&redis_url(), topology.clone()).await.ok();
         // Workers killed without a graceful stop leave their broadcast queue; the registry knows them.
         let mut queues = topology.queues();
+        kinds.extend(
+            BUILTIN_KINDS
+                .iter()
+                .chain(&TEST_KINDS)
+                .map(|k| k.to_string()),
+        );
         if let Some(store) = &store {
-            if let Ok(membership) = Registry::new(store).membership().await {
+            let registry = Registry::new(store);
+            if let Ok(membership) = registry.membership().await {
                 let workers = membership.live.into_iter().map(|w| w.worker_id);
                 let ids = workers.chain(membership.crashed.into_iter().map(|w| w.worker_id));
                 queues.extend(ids.map(|id| topology.broadcast_queue(&id)));
             }
+            // Every kind a worker served here (an --exec program, say) declared its queue.
+            if let Ok(declared) = registry.kinds().await {
+                kinds.extend(declared.into_iter().map(|kind| kind.name));
+            }
         }
+        queues.extend(kinds.iter().map(|kind| topology.task_queue(kind)));
         if let Ok(connection) = broker::connect(&amqp_url(), "test cleanup").await {
             if let Ok(channel) = connection.create_channel().await {
                 for queue in queues {
@@ -460,13 +595,14 @@ impl Drop for Deployment {
             return;
         }
         let prefix = self.prefix.clone();
+        let kinds = std::mem::take(&mut *self.kinds.lock().unwrap_or_else(|e| e.into_inner()));
         // Drop cannot await; clean up on a runtime of our own, on a thread of our own.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
             if let Ok(runtime) = runtime {
-                runtime.block_on(Self::clean_up(prefix));
+                runtime.block_on(Self::clean_up(prefix, kinds));
             }
         })
         .join();
@@ -605,9 +741,33 @@ pub fn output_lines(summary: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// An encoded chunk payload of `items`, starting at input position `first_index`.
+/// An encoded chunk payload of `items` (as JSON, the way the producer sends them), starting at input
+/// position `first_index`.
 pub fn payload<T: serde::Serialize>(first_index: u64, items: Vec<T>) -> Vec<u8> {
-    encode(&TaskPayload { first_index, items })
+    encode(&TaskPayload::of(first_index, &items).expect("items encode as JSON"))
+}
+
+/// Runs `future` to its end on a runtime of its own, on a thread of its own, and returns its output: the
+/// harness's process helpers are synchronous (they block, like [`Deployment::producer`]) yet are called
+/// from async tests too, where blocking on the test's own runtime would panic. A panic in `future`
+/// propagates.
+pub fn block_on<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(future)
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, failing with `what` after `limit`.

@@ -1,4 +1,6 @@
-//! Bad input: each is a clear error and a non-zero exit, and nothing is half-published.
+//! Bad input: each is a clear error and a non-zero exit, and nothing is half-published. No worker runs
+//! here, so every submit passes `--allow-unserved`: these tests are about the input and the services,
+//! not about whether a kind is served.
 
 use taskq_tests::Deployment;
 
@@ -39,7 +41,7 @@ async fn assert_refused(
 #[tokio::test]
 async fn malformed_ranges_are_refused_before_connecting() {
     let deployment = Deployment::new("badrange");
-    let submit = |values| vec!["submit", "square", "--values", values];
+    let submit = |values| vec!["submit", "square", "--allow-unserved", "--values", values];
     assert_refused(
         &deployment,
         &submit("1..=x"),
@@ -51,7 +53,15 @@ async fn malformed_ranges_are_refused_before_connecting() {
     assert_refused(&deployment, &submit("9..=1"), &[], 2, "is empty").await;
     assert_refused(
         &deployment,
-        &["submit", "sum-squares", "--from", "5", "--count", "0"],
+        &[
+            "submit",
+            "sum-squares",
+            "--allow-unserved",
+            "--from",
+            "5",
+            "--count",
+            "0",
+        ],
         &[],
         2,
         "use 1 to",
@@ -65,6 +75,7 @@ async fn zero_chunk_size_is_refused() {
     let args = [
         "submit",
         "square",
+        "--allow-unserved",
         "--values",
         "1..=14",
         "--chunk-size",
@@ -83,7 +94,14 @@ async fn zero_chunk_size_is_refused() {
 #[tokio::test]
 async fn unreachable_broker_is_named_without_its_password() {
     let deployment = Deployment::new("nobroker");
-    let args = ["submit", "square", "--values", "1..=14", "--wait"];
+    let args = [
+        "submit",
+        "square",
+        "--allow-unserved",
+        "--values",
+        "1..=14",
+        "--wait",
+    ];
     let env = [("AMQP_URL", "amqp://guest:hunter2@127.0.0.1:1/%2f")];
     assert_refused(
         &deployment,
@@ -109,7 +127,7 @@ async fn unreachable_broker_is_named_without_its_password() {
 #[tokio::test]
 async fn unreachable_redis_is_named() {
     let deployment = Deployment::new("noredis");
-    let args = ["submit", "square", "--values", "1..=14"];
+    let args = ["submit", "square", "--allow-unserved", "--values", "1..=14"];
     let env = [("REDIS_URL", "redis://:hunter2@127.0.0.1:1")];
     assert_refused(
         &deployment,
@@ -120,9 +138,7 @@ async fn unreachable_redis_is_named() {
     )
     .await;
     deployment.declare().await;
-    let queue = deployment
-        .topology()
-        .task_queue(taskq_common::tasks::Lane::Cpu);
+    let queue = deployment.topology().task_queue("square");
     assert_eq!(
         deployment.queue_depth(&queue).await,
         0,

@@ -4,17 +4,15 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use taskq_common::tasks::SumSquares;
 use taskq_tests::{eventually, output_lines, Deployment};
+use worker::tasks::SumSquares;
 
 const WORKERS: [&str; 3] = ["w1", "w2", "w3"];
 
 /// A namespace with 3 registered workers (one CPU thread each: 3 workers on 2 cores) and a consumer.
 async fn three_workers_and_a_consumer(test: &str) -> (Deployment, Vec<usize>) {
     let mut deployment = Deployment::new(test);
-    let workers = deployment
-        .start_registered_workers(&WORKERS, &["--cpu-threads", "1"])
-        .await;
+    let workers = deployment.start_registered_workers(&WORKERS, &["--cpu-threads", "1"]);
     deployment.start_consumer();
     (deployment, workers)
 }

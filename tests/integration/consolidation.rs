@@ -1,9 +1,11 @@
 //! The consumer counts each chunk once: a result delivered twice changes nothing but the duplicate count.
+//! No worker runs: the results are made by hand, and the `square` kind's declaration (its aggregate) is
+//! recorded in the registry as a worker would.
 
 use taskq_common::broker::Outgoing;
 use taskq_common::envelope::{encode, ResultBatch, ResultMessage, RESULT_BATCH_TYPE, WIRE_VERSION};
 use taskq_common::job::JobId;
-use taskq_common::tasks::ResultPayload;
+use taskq_common::payload::ResultBuilder;
 use taskq_tests::Deployment;
 
 fn result(job: JobId, chunk: u32, x: i64) -> Outgoing {
@@ -18,11 +20,9 @@ fn result(job: JobId, chunk: u32, x: i64) -> Outgoing {
 }
 
 fn result_message(job: JobId, chunk: u32, x: i64) -> ResultMessage {
-    let payload = ResultPayload {
-        first_index: u64::from(chunk),
-        items: vec![x],
-        outcomes: vec![Ok(i128::from(x * x))],
-    };
+    let inputs = serde_json::to_vec(&[x]).expect("JSON");
+    let mut payload = ResultBuilder::with_inputs(u64::from(chunk), inputs);
+    payload.ok(&i128::from(x * x));
     ResultMessage {
         version: WIRE_VERSION,
         job_id: job,
@@ -32,7 +32,7 @@ fn result_message(job: JobId, chunk: u32, x: i64) -> ResultMessage {
         worker_id: "test".into(),
         items: 1,
         failed: 0,
-        payload: encode(&payload),
+        payload: encode(&payload.finish()),
     }
 }
 
@@ -54,6 +54,7 @@ fn batch(queue: &str, results: Vec<ResultMessage>) -> Outgoing {
 async fn a_result_delivered_twice_is_counted_once() {
     let mut deployment = Deployment::new("dupes");
     deployment.declare().await;
+    deployment.record_builtin_kinds().await;
     let job = deployment.create_job("square", 3, 3).await;
     let queue = deployment.topology().results_queue();
     let to_results = |chunk, x| Outgoing {
@@ -101,6 +102,7 @@ async fn a_result_delivered_twice_is_counted_once() {
 async fn batched_results_count_per_chunk_and_an_unknown_job_sends_its_batch_to_the_dead_letters() {
     let mut deployment = Deployment::new("batches");
     deployment.declare().await;
+    deployment.record_builtin_kinds().await;
     let job = deployment.create_job("square", 4, 4).await;
     let stranger = JobId::new();
     let queue = deployment.topology().results_queue();

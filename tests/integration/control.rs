@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
-use taskq_common::tasks::Lane;
 use taskq_tests::{eventually, Deployment};
 
 /// The `worker_id`s of a report's list, sorted.
@@ -23,9 +22,7 @@ fn ids(report: &Value, list: &str) -> Vec<String> {
 #[tokio::test]
 async fn ping_reports_a_killed_worker_as_missing() {
     let mut deployment = Deployment::new("ping");
-    let workers = deployment
-        .start_registered_workers(&["w1", "w2", "w3"], &["--cpu-threads", "1"])
-        .await;
+    let workers = deployment.start_registered_workers(&["w1", "w2", "w3"], &["--cpu-threads", "1"]);
     let listed = deployment.producer(&["workers"]).json();
     let live: Vec<&str> = listed["workers"]
         .as_array()
@@ -69,9 +66,7 @@ async fn ping_reports_a_killed_worker_as_missing() {
 #[tokio::test]
 async fn shutdown_stops_the_named_worker_as_sigterm_does() {
     let mut deployment = Deployment::new("shutdown");
-    let workers = deployment
-        .start_registered_workers(&["w1", "w2"], &["--cpu-threads", "1"])
-        .await;
+    let workers = deployment.start_registered_workers(&["w1", "w2"], &["--cpu-threads", "1"]);
     let unknown = deployment.producer(&["shutdown", "--worker", "nobody"]);
     assert_eq!(unknown.code(), Some(1));
     assert!(
@@ -120,9 +115,7 @@ async fn shutdown_stops_the_named_worker_as_sigterm_does() {
 #[tokio::test]
 async fn cancel_drops_the_queued_chunks_of_a_submitted_job() {
     let mut deployment = Deployment::new("cancelqueued");
-    deployment
-        .start_registered_workers(&["w1"], &["--cpu-threads", "1", "--prefetch", "1"])
-        .await;
+    deployment.start_registered_workers(&["w1"], &["--cpu-threads", "1", "--prefetch", "1"]);
     deployment.start_consumer();
     // 200 chunks of 5 items of tens of milliseconds each: far more than runs before the cancel.
     let values = vec!["3000000"; 1000].join(",");
@@ -165,7 +158,7 @@ async fn cancel_drops_the_queued_chunks_of_a_submitted_job() {
     );
 
     // The queued chunks are dropped, not run.
-    let queue = deployment.topology().task_queue(Lane::Cpu);
+    let queue = deployment.topology().task_queue("sum-squares");
     eventually("the queue to drain", Duration::from_secs(60), || async {
         (deployment.queue_depth(&queue).await == 0).then_some(())
     })

@@ -2,8 +2,8 @@
 //! consolidates. Results are checked exactly, in input order, in the summary and in the output file.
 
 use serde_json::Value;
-use taskq_common::tasks::SumSquares;
 use taskq_tests::{output_lines, Deployment};
+use worker::tasks::SumSquares;
 
 /// The (input, output) pairs of a summary's inline results, as exact decimal strings.
 fn inline_results(summary: &Value) -> Vec<(String, String)> {
@@ -127,7 +127,9 @@ fn many_small_chunks_land_in_order_in_the_output_file() {
 #[test]
 fn submit_prints_the_job_id_and_status_and_wait_follow_it() {
     let mut deployment = Deployment::new("follow");
-    let submitted = deployment.producer(&["submit", "square", "--values", "1,2,3"]);
+    // No worker yet: the submit must be told to enqueue anyway.
+    let submitted =
+        deployment.producer(&["submit", "square", "--allow-unserved", "--values", "1,2,3"]);
     assert!(submitted.output.status.success(), "{}", submitted.stderr());
     let job = submitted.stdout().trim().to_owned();
     assert_eq!(job.len(), 36, "a job id: {job}");

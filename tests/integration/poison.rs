@@ -6,9 +6,15 @@ use std::time::{Duration, Instant};
 use taskq_common::broker::Outgoing;
 use taskq_common::envelope::WIRE_VERSION;
 use taskq_common::job::JobId;
-use taskq_common::tasks::Lane;
-use taskq_tests::{eventually, payload, Deployment};
+use taskq_tests::{eventually, payload, Deployment, TEST_WORKER};
 
+/// The queue every hand-made message of the first test goes to: one the stock worker consumes.
+const SQUARE: &str = "square";
+
+/// The test worker's kind that aborts its worker (see tests/bin/test_kinds/abort.rs).
+const ABORT: &str = "test-abort";
+
+/// Chunk 0 of `job`, of `kind`, published to the `square` queue whatever its kind.
 fn task(
     deployment: &Deployment,
     job: JobId,
@@ -16,11 +22,14 @@ fn task(
     version: u16,
     payload: Vec<u8>,
 ) -> Outgoing {
-    deployment.task(job, 0, kind, version, payload)
+    Outgoing {
+        queue: deployment.topology().task_queue(SQUARE),
+        ..deployment.task(job, 0, kind, version, payload)
+    }
 }
 
 fn raw(deployment: &Deployment, body: Vec<u8>) -> Outgoing {
-    deployment.raw_task(body)
+    deployment.raw_task(SQUARE, body)
 }
 
 fn items<T: serde::Serialize>(items: Vec<T>) -> Vec<u8> {
@@ -49,12 +58,13 @@ async fn undecodable_messages_are_dead_lettered_with_the_reason() {
                 WIRE_VERSION + 1,
                 items(vec![3i64]),
             ),
+            // Not a payload at all (an item that does not fit the kind would fail alone instead).
             task(
                 &deployment,
                 job,
                 "square",
                 WIRE_VERSION,
-                items(vec!["three"]),
+                b"\xc1 not a payload".to_vec(),
             ),
             task(
                 &deployment,
@@ -73,21 +83,24 @@ async fn undecodable_messages_are_dead_lettered_with_the_reason() {
     })
     .await;
     let reasons = deployment.drain_dead_letters().await;
+    // A kind the worker does not serve, in a queue it consumes, is refused; the list it serves also
+    // shows that the stock worker serves no test-only kind.
     let expected = [
-        "malformed message",
-        "malformed message: payload",
-        "unknown task kind 'mine-bitcoin': this worker knows sum-squares, square, test-abort",
-        "unsupported wire version 2",
-        "which Redis does not know",
+        "malformed message".to_owned(),
+        "malformed message: payload".to_owned(),
+        "this worker does not serve task kind 'mine-bitcoin' (it serves download, square, sum-squares)"
+            .to_owned(),
+        format!("unsupported wire version {}", WIRE_VERSION + 1),
+        "which Redis does not know".to_owned(),
     ];
     assert_eq!(reasons.len(), expected.len(), "{reasons:?}");
-    for fragment in expected {
+    for fragment in &expected {
         assert!(
-            reasons.iter().any(|r| r.contains(fragment)),
+            reasons.iter().any(|r| r.contains(fragment.as_str())),
             "no reason contains '{fragment}': {reasons:?}"
         );
     }
-    let queue = deployment.topology().task_queue(Lane::Cpu);
+    let queue = deployment.topology().task_queue(SQUARE);
     assert_eq!(
         deployment.queue_depth(&queue).await,
         0,
@@ -109,24 +122,15 @@ async fn undecodable_messages_are_dead_lettered_with_the_reason() {
 #[tokio::test]
 async fn a_chunk_that_kills_its_worker_is_quarantined_while_other_work_flows() {
     let mut deployment = Deployment::new("abort");
-    deployment.declare().await;
-    let job = deployment.create_job("test-abort", 1, 1).await;
-    deployment
-        .publish(&[task(
-            &deployment,
-            job,
-            "test-abort",
-            WIRE_VERSION,
-            items(vec![1u8]),
-        )])
-        .await;
-
-    let args = ["--enable-test-kinds", "--cpu-threads", "1"];
-    let mut workers = [
-        deployment.start_worker(&args),
-        deployment.start_worker(&args),
-    ];
+    deployment.declare_kinds(&[ABORT]).await;
+    let job = deployment.create_job(ABORT, 1, 1).await;
+    // Registered before the chunk arrives: a worker that dies at once could never register.
+    let started = deployment.start_workers(TEST_WORKER, 2, &["--cpu-threads", "1"]);
+    let mut workers = [started[0], started[1]];
     deployment.start_consumer();
+    deployment
+        .publish(&[deployment.task(job, 0, ABORT, WIRE_VERSION, items(vec![1u8]))])
+        .await;
     let other_work = deployment.producer_in_background(&[
         "submit",
         "square",

@@ -6,24 +6,26 @@ use std::time::Instant;
 
 use taskq_common::envelope::WIRE_VERSION;
 use taskq_common::job::JobId;
-use taskq_common::tasks::{TaskKind, TestFlaky};
 use taskq_common::topology::RETRY_DELAYS;
-use taskq_tests::{output_lines, payload, Deployment};
+use taskq_tests::{output_lines, payload, Deployment, TEST_WORKER};
+
+/// The test worker's kind that fails its first runs (see tests/bin/test_kinds/flaky.rs).
+const FLAKY: &str = "test-flaky";
 
 /// Publishes a `test-flaky` job with one chunk per entry of `failing_runs`: chunk i fails its first
 /// `failing_runs[i]` runs.
 async fn flaky_job(deployment: &Deployment, failing_runs: &[u32]) -> JobId {
-    deployment.declare().await;
+    deployment.declare_kinds(&[FLAKY]).await;
     let chunks = failing_runs.len() as u32;
     let job = deployment
-        .create_job(TestFlaky::NAME, chunks, u64::from(chunks))
+        .create_job(FLAKY, chunks, u64::from(chunks))
         .await;
     let messages: Vec<_> = failing_runs
         .iter()
         .enumerate()
         .map(|(i, runs)| {
             let body = payload(i as u64, vec![*runs]);
-            deployment.task(job, i as u32, TestFlaky::NAME, WIRE_VERSION, body)
+            deployment.task(job, i as u32, FLAKY, WIRE_VERSION, body)
         })
         .collect();
     deployment.publish(&messages).await;
@@ -35,7 +37,8 @@ async fn transient_failures_are_retried_after_broker_held_delays_until_they_succ
     let mut deployment = Deployment::new("retries");
     let started = Instant::now();
     let job = flaky_job(&deployment, &[0, 1, 2]).await;
-    deployment.start(2, &["--enable-test-kinds", "--max-retries", "3"]);
+    deployment.start_workers(TEST_WORKER, 2, &["--max-retries", "3"]);
+    deployment.start_consumer();
 
     let summary = deployment
         .producer(&["wait", &job.to_string(), "--timeout", "60"])
@@ -74,7 +77,8 @@ async fn a_chunk_failing_every_retry_is_counted_failed_then_listed_replayed_and_
     let mut deployment = Deployment::new("dlq");
     // Chunk 0 always fails; chunk 1 fails twice, so with one retry it is dead too, and succeeds on replay.
     let job = flaky_job(&deployment, &[1000, 2]).await;
-    deployment.start(1, &["--enable-test-kinds", "--max-retries", "1"]);
+    deployment.start_workers(TEST_WORKER, 1, &["--max-retries", "1"]);
+    deployment.start_consumer();
 
     let summary = deployment
         .producer(&["wait", &job.to_string(), "--timeout", "60"])
@@ -121,7 +125,7 @@ async fn a_chunk_failing_every_retry_is_counted_failed_then_listed_replayed_and_
     // item indices, with a fresh retry budget. The always-failing chunk fails again (and is dead-lettered
     // again); the other succeeds on its third attempt.
     deployment.kill(0);
-    deployment.start_worker(&["--enable-test-kinds", "--max-retries", "2"]);
+    deployment.start_test_worker(&["--max-retries", "2"]);
     let replayed = deployment
         .producer(&["dlq", "replay", "--job", &job.to_string(), "--wait"])
         .json();

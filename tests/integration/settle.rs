@@ -7,7 +7,6 @@ use futures::FutureExt;
 use taskq_common::broker;
 use taskq_common::connection_watch::ConnectionWatch;
 use taskq_common::consume::Consuming;
-use taskq_common::tasks::Lane;
 use taskq_tests::{amqp_url, eventually, Deployment};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -16,13 +15,10 @@ use tokio_util::sync::CancellationToken;
 async fn acks_in_batches_never_cover_a_delivery_still_running() {
     let deployment = Deployment::new("settle");
     deployment.declare().await;
-    let queue = deployment.topology().task_queue(Lane::Cpu);
+    let queue = deployment.topology().task_queue("square");
     // Delivery 2 of 40 runs on "forever"; the others finish at once, most of them after it.
     let messages: Vec<_> = (0..40u8)
-        .map(|i| broker::Outgoing {
-            queue: queue.clone(),
-            ..deployment.raw_task(vec![i])
-        })
+        .map(|i| deployment.raw_task("square", vec![i]))
         .collect();
     deployment.publish(&messages).await;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use taskq_common::job::{now_ms, JobId};
-use taskq_common::tasks::SumSquares;
 use taskq_tests::{eventually, output_lines, Deployment};
+use worker::tasks::SumSquares;
 
 use crate::one_at_a_time;
 
@@ -23,9 +23,7 @@ const PROMPT: Duration = Duration::from_secs(2);
 async fn cancel_stops_a_running_cpu_bound_job_promptly() {
     let _alone = one_at_a_time().await;
     let mut deployment = Deployment::new("cancel");
-    deployment
-        .start_registered_workers(&["w1", "w2", "w3"], &["--cpu-threads", "1"])
-        .await;
+    deployment.start_registered_workers(&["w1", "w2", "w3"], &["--cpu-threads", "1"]);
     deployment.start_consumer();
     let n = 3_000_000u64;
     let values = vec![n.to_string(); ITEMS as usize].join(",");

@@ -9,7 +9,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
-use taskq_common::tasks::Lane;
 use taskq_tests::{eventually, Deployment};
 
 use crate::one_at_a_time;
@@ -45,7 +44,10 @@ async fn diagnose(deployment: &Deployment, job: JobId) -> String {
     let state = deployment.store().await.require_job(job).await;
     let topology = deployment.topology();
     let mut depths = Vec::new();
-    for queue in topology.queues() {
+    for queue in [topology.task_queue("square")]
+        .into_iter()
+        .chain(topology.queues())
+    {
         depths.push(format!("{queue}: {}", deployment.queue_depth(&queue).await));
     }
     let dead = deployment.drain_dead_letters().await;
@@ -165,7 +167,7 @@ async fn sigterm_finishes_running_chunks_returns_the_rest_and_exits_zero() {
         done_at_stop < 12,
         "the job must still have work left when the worker stops"
     );
-    let queue = deployment.topology().task_queue(Lane::Cpu);
+    let queue = deployment.topology().task_queue("sum-squares");
     assert_eq!(
         deployment.queue_depth(&queue).await,
         12 - done_at_stop,
@@ -176,7 +178,7 @@ async fn sigterm_finishes_running_chunks_returns_the_rest_and_exits_zero() {
     let summary = deployment
         .producer(&["wait", &job.to_string(), "--timeout", "90"])
         .json();
-    let expected = taskq_common::tasks::SumSquares::closed_form(n).to_string();
+    let expected = worker::tasks::SumSquares::closed_form(n).to_string();
     for line in summary["results"].as_array().unwrap() {
         assert_eq!(line["output"].to_string(), expected);
     }
@@ -193,9 +195,11 @@ async fn ctrl_c_during_submit_fails_the_job_and_workers_drop_its_chunks() {
     let _alone = one_at_a_time().await;
     let mut deployment = Deployment::new("ctrlc");
     let store = deployment.store().await;
+    // No worker yet: the submit must be told to enqueue anyway.
     let submit = deployment.producer_in_background(&[
         "submit",
         "square",
+        "--allow-unserved",
         "--values",
         "1..=2000000",
         "--chunk-size",
@@ -224,7 +228,7 @@ async fn ctrl_c_during_submit_fails_the_job_and_workers_drop_its_chunks() {
     assert!(waited.stderr().contains("failed"), "{}", waited.stderr());
 
     // Whatever was published is dropped by workers, not computed.
-    let queue = deployment.topology().task_queue(Lane::Cpu);
+    let queue = deployment.topology().task_queue("square");
     let published = deployment.queue_depth(&queue).await;
     assert!(
         published > 0 && published < 2_000_000,

@@ -12,7 +12,9 @@ fn long_chunks_on_busy_cores_keep_the_connection() {
     let mut deployment = Deployment::with_amqp_url("heartbeat", url);
     // One worker, both cores busy: two chunks of one long item each.
     deployment.start(1, &["--cpu-threads", "2"]);
-    let n = "300000000";
+    // About 3.5 s per item on this machine's cores: the worker is registered before the submit, so the
+    // job's time is compute alone, and it must outlast two heartbeat intervals with a margin.
+    let n = 600_000_000u64;
     let run = deployment.producer(&[
         "submit",
         "sum-squares",
@@ -22,7 +24,7 @@ fn long_chunks_on_busy_cores_keep_the_connection() {
     ]);
     let summary = run.json();
 
-    let expected = taskq_common::tasks::SumSquares::closed_form(300_000_000).to_string();
+    let expected = worker::tasks::SumSquares::closed_form(n).to_string();
     assert_eq!(summary["results"][0]["output"].to_string(), expected);
     assert_eq!(summary["results"][1]["output"].to_string(), expected);
     assert!(

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use taskq_common::job::{JobId, JobStatus};
-use taskq_common::tasks::Lane;
 use taskq_tests::fixture::FixtureServer;
 use taskq_tests::{eventually, Deployment};
 
@@ -45,7 +44,7 @@ async fn downloads_complete_at_full_speed_while_every_core_computes() {
         &deployment,
         &["submit", "sum-squares", "--values", "300000000,300000000"],
     );
-    let cpu_queue = deployment.topology().task_queue(Lane::Cpu);
+    let cpu_queue = deployment.topology().task_queue("sum-squares");
     eventually(
         "the worker to take both CPU chunks",
         Duration::from_secs(30),
@@ -94,7 +93,7 @@ async fn a_flood_of_slow_downloads_does_not_delay_cpu_chunks() {
     deployment.start(1, &[]);
     let file = urls_file(&deployment, &site, 200, 2000);
     let flood = submit(&deployment, &["submit", "download", "--urls-file", &file]);
-    let io_queue = deployment.topology().task_queue(Lane::Io);
+    let io_queue = deployment.topology().task_queue("download");
     eventually(
         "the worker to take a full I/O prefetch",
         Duration::from_secs(30),
