@@ -28,7 +28,6 @@ use taskq_common::registry::{KindInfo, Registry};
 use taskq_common::store::JobStore;
 use taskq_common::topology::Topology;
 use worker::http::{HttpClient, HttpSettings};
-use worker::kinds::Kinds;
 use worker::tasks::{Download, Square, SumSquares};
 
 /// The stock worker binary.
@@ -350,11 +349,11 @@ impl Deployment {
             retries: 0,
         })
         .expect("HTTP client");
-        let mut kinds = Kinds::default();
-        kinds.add_cpu(SumSquares).expect("sum-squares");
-        kinds.add_cpu(Square).expect("square");
-        kinds.add_io(Download::new(http)).expect("download");
-        let infos: Vec<KindInfo> = kinds.iter().map(|kind| kind.info.clone()).collect();
+        let infos: Vec<KindInfo> = worker::Worker::builder()
+            .cpu_task(SumSquares)
+            .cpu_task(Square)
+            .io_task(Download::new(http))
+            .declarations();
         Registry::new(&self.store().await)
             .declare_kinds(&infos)
             .await

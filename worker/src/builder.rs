@@ -16,6 +16,7 @@
 use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 use std::sync::Arc;
+use taskq_common::registry::KindInfo;
 use taskq_common::task::{CpuTask, IoTask};
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +65,12 @@ impl WorkerBuilder {
             self.refused.push(error);
         }
         self
+    }
+
+    /// How this worker declares its registered kinds to producers and consumers (name, lane, chunk
+    /// size, aggregate), as `producer kinds` shows them once it runs.
+    pub fn declarations(&self) -> Vec<KindInfo> {
+        self.kinds.iter().map(|kind| kind.info.clone()).collect()
     }
 
     /// Parses the worker's flags from the command line and environment (see `--help`), then runs until

@@ -20,24 +20,24 @@
 //!   over the share of members that stopped; [`control`]: carrying out commands; [`cancel`]: stopping a
 //!   cancelled job's running chunks.
 
-pub mod broadcast;
-pub mod broadcast_queue;
+pub(crate) mod broadcast;
+pub(crate) mod broadcast_queue;
 pub mod builder;
-pub mod cancel;
-pub mod control;
+pub(crate) mod cancel;
+pub(crate) mod control;
 pub mod exec;
-pub mod handler;
+pub(crate) mod handler;
 pub mod http;
-pub mod io_lane;
-pub mod kinds;
-pub mod pool;
-pub mod prefetch;
-pub mod registration;
-pub mod results;
-pub mod session;
+pub(crate) mod io_lane;
+pub(crate) mod kinds;
+pub(crate) mod pool;
+pub(crate) mod prefetch;
+pub(crate) mod registration;
+pub(crate) mod results;
+pub(crate) mod session;
 pub mod settings;
-pub mod shares;
-pub mod takeover;
+pub(crate) mod shares;
+pub(crate) mod takeover;
 pub mod tasks;
 
 use std::sync::Arc;

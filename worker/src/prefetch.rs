@@ -56,6 +56,7 @@ impl AdaptivePrefetch {
     }
 
     /// The prefetch in force.
+    #[cfg(test)]
     pub fn current(&self) -> u16 {
         self.current
     }

@@ -28,36 +28,23 @@ impl CpuTask for TestFlaky {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
-
     use taskq_common::job::JobId;
-    use taskq_common::payload::TaskPayload;
-    use tokio_util::sync::CancellationToken;
-    use worker::kinds::cpu::{ChunkRun, CpuChunk, TypedCpu};
-    use worker::pool::Items;
 
     use super::*;
 
-    fn run(attempt: u32) -> ChunkRun {
-        ChunkRun {
+    fn attempt(attempt: u32) -> ItemContext {
+        ItemContext {
             job: JobId::new(),
+            index: 0,
             attempt,
-            deadline: Instant::now() + Duration::from_secs(60),
-            time_limit: Duration::from_secs(60),
-            cancel: CancellationToken::new(),
-            items: Items::Sequential,
         }
     }
 
-    /// Through the worker's own chunk runner, so the retry reason is the one the worker acts on.
     #[test]
     fn a_transient_failure_asks_for_a_retry_until_an_attempt_succeeds() {
-        let payload = TaskPayload::of(0, &[0u32, 2]).unwrap();
-        let chunk = TypedCpu::new(TestFlaky);
-        let first = chunk.run(&payload, &run(1)).unwrap();
-        assert_eq!(first.failed, 1);
-        assert_eq!(first.retry_reason.as_deref(), Some("flaky failure 1 of 2"));
-        let third = chunk.run(&payload, &run(3)).unwrap();
-        assert_eq!((third.failed, third.retry_reason), (0, None));
+        let first = TestFlaky.run(2, &attempt(1)).unwrap_err();
+        assert_eq!(first, TaskError::transient("flaky failure 1 of 2"));
+        assert_eq!(TestFlaky.run(2, &attempt(3)), Ok(3));
+        assert_eq!(TestFlaky.run(0, &attempt(1)), Ok(1));
     }
 }

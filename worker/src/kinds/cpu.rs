@@ -110,3 +110,7 @@ pub fn encode_output<O: serde::Serialize>(output: &O) -> ItemResult {
         TaskError::permanent(format!("the output does not encode as JSON: {error}"))
     })
 }
+
+#[cfg(test)]
+#[path = "cpu_tests.rs"]
+mod tests;

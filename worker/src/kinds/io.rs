@@ -110,3 +110,73 @@ async fn run_item<T: IoTask>(
     };
     encode_output(&output)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskq_common::envelope::decode_payload;
+    use taskq_common::payload::ResultPayload;
+    use taskq_common::task::Task;
+
+    /// Sleeps its input in milliseconds, then returns it.
+    struct Nap;
+
+    impl Task for Nap {
+        const NAME: &'static str = "nap";
+        type Input = u64;
+        type Output = u64;
+    }
+
+    impl IoTask for Nap {
+        async fn run(&self, ms: u64, _: &ItemContext) -> Result<u64, TaskError> {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(ms)
+        }
+    }
+
+    fn io_run(cancel: CancellationToken) -> IoRun {
+        IoRun {
+            job: JobId::new(),
+            attempt: 1,
+            cancel,
+            lane: Arc::new(IoLane::new(2)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn items_overlap_up_to_the_lane_and_one_past_its_time_limit_fails_alone() {
+        let runner = TypedIo::new(Nap, Some(Duration::from_millis(500)));
+        let payload = TaskPayload::of(0, &[100u64, 100, 100, 100, 900]).unwrap();
+        let started = tokio::time::Instant::now();
+        let output = runner
+            .run(payload, io_run(CancellationToken::new()))
+            .await
+            .unwrap();
+        // Two slots: the four short items in two rounds of 100 ms, then the long one until its 500 ms
+        // limit (the limit counts from when the item gets a slot).
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+        assert_eq!((output.items, output.failed), (5, 1));
+        let result: ResultPayload = decode_payload(&output.payload).unwrap();
+        assert_eq!(result.errors[0].offset, 4);
+        assert!(
+            result.errors[0].message.contains("timed out"),
+            "{:?}",
+            result.errors
+        );
+        assert!(
+            output.retry_reason.is_some(),
+            "a timeout may pass on another attempt"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_chunk_reports_nothing() {
+        let runner = TypedIo::new(Nap, None);
+        let cancel = CancellationToken::new();
+        let payload = TaskPayload::of(0, &[10_000u64]).unwrap();
+        let running = tokio::spawn(runner.run(payload, io_run(cancel.clone())));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        cancel.cancel();
+        assert!(matches!(running.await.unwrap(), Err(RunError::Cancelled)));
+    }
+}

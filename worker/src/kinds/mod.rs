@@ -138,3 +138,44 @@ impl Kinds {
         self.by_name.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tasks::{Square, SumSquares};
+    use taskq_common::aggregate::{Aggregate, Fold};
+
+    #[test]
+    fn kinds_register_once_under_valid_names_with_their_declared_options() {
+        let mut kinds = Kinds::default();
+        kinds.add_cpu(SumSquares).unwrap();
+        kinds.add_cpu(Square).unwrap();
+        assert_eq!(kinds.names(), ["square", "sum-squares"]);
+        let square = kinds.get("square").unwrap();
+        assert_eq!(
+            (square.info.lane, square.info.chunk_size),
+            (Lane::Cpu, Some(1000))
+        );
+        assert_eq!(square.info.aggregate, Aggregate::sum("total"));
+        let twice = kinds.add_cpu(Square).unwrap_err();
+        assert!(twice.to_string().contains("registered twice"), "{twice}");
+        let runner = kinds.get("square").unwrap().runner.clone();
+        let bad_name = kinds.add(
+            "Bad Name",
+            Lane::Cpu,
+            TaskOptions::default(),
+            runner.clone(),
+            None,
+        );
+        assert!(bad_name.unwrap_err().to_string().contains("lowercase"));
+        let clashing = Aggregate::sum("x").with("x", Fold::Count, None);
+        let options = TaskOptions::default().aggregate(clashing);
+        let bad_aggregate = kinds
+            .add("fine", Lane::Cpu, options, runner, None)
+            .unwrap_err();
+        assert!(
+            bad_aggregate.to_string().starts_with("task kind 'fine'"),
+            "{bad_aggregate}"
+        );
+    }
+}
