@@ -247,28 +247,17 @@ impl Job<'_> {
 
     /// Waits until the job completed, failed or was cancelled.
     pub async fn wait(&self) -> Result<JobState, ProducerError> {
-        let never = CancellationToken::new();
-        follow::wait(
-            &self.client.store,
-            self.id,
-            None,
-            follow::Progress::Hidden,
-            &never,
-        )
-        .await
+        self.wait_showing(follow::Progress::Hidden).await
     }
 
     /// Waits like [`Job::wait`], drawing a progress bar on stderr when it is a terminal.
     pub async fn wait_with_progress(&self) -> Result<JobState, ProducerError> {
+        self.wait_showing(follow::Progress::Bar).await
+    }
+
+    async fn wait_showing(&self, progress: follow::Progress) -> Result<JobState, ProducerError> {
         let never = CancellationToken::new();
-        follow::wait(
-            &self.client.store,
-            self.id,
-            None,
-            follow::Progress::Bar,
-            &never,
-        )
-        .await
+        follow::wait(&self.client.store, self.id, None, progress, &never).await
     }
 }
 

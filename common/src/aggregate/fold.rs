@@ -242,12 +242,13 @@ impl State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::aggregate::Aggregate;
     use serde_json::json;
 
-    fn fold(agg: &Aggregate, outputs: &[&str]) -> Value {
+    /// Folds `outputs` with `agg`'s fields.
+    pub(in crate::aggregate) fn fold(agg: &Aggregate, outputs: &[&str]) -> Value {
         let mut folder = agg.folder();
         outputs.iter().for_each(|o| folder.add(o));
         folder.finish()

@@ -116,14 +116,9 @@ impl Aggregate {
 
 #[cfg(test)]
 mod tests {
+    use super::fold::tests::fold;
     use super::*;
     use serde_json::{json, Value};
-
-    fn fold(agg: &Aggregate, outputs: &[&str]) -> Value {
-        let mut folder = agg.folder();
-        outputs.iter().for_each(|o| folder.add(o));
-        folder.finish()
-    }
 
     #[test]
     fn serde_form_and_round_trip() {
