@@ -11,6 +11,13 @@ use crate::telemetry::{self, LogArgs};
 /// Exit code for invalid arguments, as clap uses.
 pub const USAGE_EXIT_CODE: u8 = 2;
 
+/// Reports invalid arguments found after parsing, as clap does for its own: the message on stderr and
+/// exit code 2.
+pub fn usage_error(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(USAGE_EXIT_CODE)
+}
+
 /// Starts logging, validates settings, runs `run` with the stop signal, and maps the outcome to an exit
 /// code: 0 after a requested stop, 2 for invalid settings, 1 for a fatal error (whole cause chain logged).
 pub async fn main<S, E, F, Fut>(log: &LogArgs, settings: Result<S, String>, run: F) -> ExitCode
@@ -22,10 +29,7 @@ where
     telemetry::init(log, "info");
     let settings = match settings {
         Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(USAGE_EXIT_CODE);
-        }
+        Err(message) => return usage_error(&message),
     };
     let shutdown = crate::shutdown::on_signals();
     match run(settings, shutdown).await {

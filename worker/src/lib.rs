@@ -3,7 +3,7 @@
 //! then acknowledges the task.
 //!
 //! A worker of your own is [`Worker::builder()`] with your tasks registered (see [`builder`]); the stock
-//! `worker` binary is that with the built-in [`tasks`].
+//! `worker` binary is that with the built-in [`tasks`] ([`stock`]).
 //!
 //! - [`builder`]: registering kinds and running a worker; [`kinds`]: the kinds served, each behind a
 //!   chunk runner; [`exec`]: programs as kinds (`--exec`, `--exec-lines`).
@@ -37,6 +37,7 @@ pub(crate) mod results;
 pub(crate) mod session;
 pub mod settings;
 pub(crate) mod shares;
+pub mod stock;
 pub(crate) mod takeover;
 pub mod tasks;
 

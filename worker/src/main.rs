@@ -1,12 +1,10 @@
 //! The stock `worker` binary: the built-in kinds (`sum-squares`, `square`, `download`) registered on
-//! [`worker::Worker::builder`], plus any `--exec` programs.
+//! [`worker::Worker::builder`] (see [`worker::stock`]), plus any `--exec` programs.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use worker::http::{HttpArgs, HttpClient};
-use worker::tasks::{Download, Square, SumSquares};
-use worker::{Worker, WorkerArgs};
+use worker::stock::StockArgs;
 
 /// Runs chunks of jobs from RabbitMQ: CPU-bound kinds on a local thread pool, I/O-bound kinds as async
 /// tasks, and programs given with --exec; publishes their results.
@@ -19,28 +17,13 @@ use worker::{Worker, WorkerArgs};
 #[command(name = "worker", version)]
 struct Cli {
     #[command(flatten)]
-    worker: WorkerArgs,
-    #[command(flatten)]
-    http: HttpArgs,
+    stock: StockArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let http = match cli.http.into_settings().map(HttpClient::new) {
-        Ok(Ok(http)) => http,
-        Ok(Err(error)) => return usage(&error.to_string()),
-        Err(message) => return usage(&message),
-    };
-    Worker::builder()
-        .cpu_task(SumSquares)
-        .cpu_task(Square)
-        .io_task(Download::new(http))
-        .run_with(cli.worker)
-        .await
-}
-
-fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(taskq_common::service::USAGE_EXIT_CODE)
+    match Cli::parse().stock.into_builder() {
+        Ok((builder, args)) => builder.run_with(args).await,
+        Err(message) => taskq_common::service::usage_error(&message),
+    }
 }
