@@ -11,10 +11,10 @@ use worker::http::{HttpArgs, HttpClient};
 use worker::tasks::{Download, Square, SumSquares};
 use worker::{Worker, WorkerArgs};
 
-use crate::test_kinds::{TestAbort, TestFlaky};
+use crate::test_kinds::{TestAbort, TestEchoAfter, TestFlaky};
 
 /// A worker for taskq's own tests: the built-in kinds (sum-squares, square, download) and the test-only
-/// kinds test-abort and test-flaky. Same flags and environment as `worker`.
+/// kinds test-abort, test-flaky and test-echo-after. Same flags and environment as `worker`.
 #[derive(Debug, Parser)]
 #[command(name = "test-worker", version)]
 struct Cli {
@@ -38,6 +38,7 @@ async fn main() -> ExitCode {
         .io_task(Download::new(http))
         .cpu_task(TestAbort)
         .cpu_task(TestFlaky)
+        .io_task(TestEchoAfter)
         .run_with(cli.worker)
         .await
 }

@@ -34,10 +34,12 @@ use worker::tasks::{Download, Square, SumSquares};
 pub const WORKER: &str = "worker";
 /// The worker binary that also serves the test-only kinds.
 pub const TEST_WORKER: &str = "test-worker";
+/// The worker of examples/wordcount: a user's own kind (`wordcount`) beside the built-in `square`.
+pub const WORDCOUNT_WORKER: &str = "wordcount-worker";
 /// The kinds the stock `worker` serves.
 pub const BUILTIN_KINDS: [&str; 3] = ["sum-squares", "square", "download"];
 /// The kinds only `test-worker` serves.
-pub const TEST_KINDS: [&str; 2] = ["test-abort", "test-flaky"];
+pub const TEST_KINDS: [&str; 3] = ["test-abort", "test-flaky", "test-echo-after"];
 /// How long a started worker may take to appear in the registry.
 pub const REGISTRATION_LIMIT: Duration = Duration::from_secs(30);
 
@@ -461,6 +463,32 @@ impl Deployment {
         queue.message_count()
     }
 
+    /// A queue's ready messages and consumers as the broker reports them, or `None` if the queue does
+    /// not exist (a passive declare is refused).
+    pub async fn queue_stats(&self, queue: &str) -> Option<QueueStats> {
+        let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let options = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let declared = channel
+            .queue_declare(queue.into(), options, FieldTable::default())
+            .await;
+        let _ = connection.close(200, "done".into()).await;
+        declared.ok().map(|queue| QueueStats {
+            messages: queue.message_count(),
+            consumers: queue.consumer_count(),
+        })
+    }
+
+    /// Writes `contents` to a file named `name` in the deployment's directory; returns its path.
+    pub fn write_file(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
+        path
+    }
+
     /// Takes every message out of the dead-letter queue, returning each one's reason header.
     pub async fn drain_dead_letters(&self) -> Vec<String> {
         let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
@@ -606,6 +634,15 @@ impl Drop for Deployment {
         })
         .join();
     }
+}
+
+/// What the broker says about a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Ready messages.
+    pub messages: u32,
+    /// Consumers subscribed to it.
+    pub consumers: u32,
 }
 
 /// A finished producer run.

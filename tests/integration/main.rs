@@ -3,11 +3,14 @@
 
 mod bad_input;
 mod broadcast;
+mod client;
 mod consolidation;
 mod control;
 mod downloads;
 mod long_chunks;
 mod n_workers;
 mod poison;
+mod programs;
 mod retries;
 mod settle;
+mod user_tasks;

@@ -1,6 +1,6 @@
 //! Nothing lost, nothing counted twice, while processes really die: workers killed with SIGKILL at random
-//! moments, the consumer killed mid-job, a worker stopped with SIGTERM, the producer interrupted while
-//! submitting. Randomness is seeded (`TASKQ_CHAOS_SEED` to replay); the seed is printed and in every
+//! moments (serving a built-in kind, or a user's own: `wordcount-worker`), the consumer killed mid-job, a
+//! worker stopped with SIGTERM, the producer interrupted while submitting. Randomness is seeded (`TASKQ_CHAOS_SEED` to replay); the seed is printed and in every
 //! failure message. Every loop is bounded in count and time.
 
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
-use taskq_tests::{eventually, Deployment};
+use taskq_tests::{eventually, Deployment, WORDCOUNT_WORKER};
 
 use crate::one_at_a_time;
 
@@ -39,12 +39,12 @@ fn assert_every_square_once(summary: &Value, items: u64, context: &str) {
     assert_eq!(count, items, "{context}: every item exactly once");
 }
 
-/// What a stalled job looks like: its state, the queues, and the dead letters' reasons.
-async fn diagnose(deployment: &Deployment, job: JobId) -> String {
+/// What a stalled job of `kind` looks like: its state, the queues, and the dead letters' reasons.
+async fn diagnose(deployment: &Deployment, job: JobId, kind: &str) -> String {
     let state = deployment.store().await.require_job(job).await;
     let topology = deployment.topology();
     let mut depths = Vec::new();
-    for queue in [topology.task_queue("square")]
+    for queue in [topology.task_queue(kind)]
         .into_iter()
         .chain(topology.queues())
     {
@@ -89,7 +89,7 @@ async fn workers_killed_at_random_lose_nothing_and_count_nothing_twice() {
         panic!(
             "seed {seed}, {kills} kills: {}\n{}",
             waited.stderr(),
-            diagnose(&deployment, job).await
+            diagnose(&deployment, job, "square").await
         );
     }
     let summary = waited.json();
@@ -289,5 +289,107 @@ async fn job_state_wiped_from_redis_mid_job_fails_loudly_never_silently() {
             .next()
             .is_none(),
         "no output written"
+    );
+}
+
+/// The chaos test's wordcount texts: text `i` has `i % 17` words, separated by varied whitespace.
+fn chaos_texts(count: u64) -> Vec<(String, u64)> {
+    let separators = [" ", "  ", "\t", " \n "];
+    (0..count)
+        .map(|i| {
+            let words = i % 17;
+            let text: String = (0..words)
+                .map(|k| format!("w{i}x{k}{}", separators[(k % 4) as usize]))
+                .collect();
+            (text, words)
+        })
+        .collect()
+}
+
+/// Asserts the output file holds each text's word count exactly once, in order, and the aggregate the
+/// `wordcount` kind declares (total and longest) is exact.
+fn assert_every_count_once(summary: &Value, texts: &[(String, u64)], context: &str) {
+    let items = texts.len() as u64;
+    assert_eq!(summary["status"], "completed", "{context}: {summary}");
+    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
+    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
+    let text =
+        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
+    let mut count = 0u64;
+    for (i, line) in text.lines().enumerate() {
+        let line: Value = serde_json::from_str(line).expect("JSON line");
+        let (input, words) = &texts[i];
+        let expected = serde_json::json!({"index": i, "input": input, "output": words});
+        assert_eq!(line, expected, "{context}: line {i}");
+        count += 1;
+    }
+    assert_eq!(count, items, "{context}: every item exactly once");
+    let total: u64 = texts.iter().map(|(_, words)| words).sum();
+    let longest = texts.iter().map(|(_, words)| *words).max();
+    assert_eq!(
+        summary["aggregate"],
+        serde_json::json!({"words": total, "longest": longest}),
+        "{context}"
+    );
+}
+
+#[tokio::test]
+async fn the_chaos_test_is_still_exact_with_a_user_task() {
+    let _alone = one_at_a_time().await;
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut deployment = Deployment::new("killwordcount");
+    let mut workers = deployment.start_workers(WORDCOUNT_WORKER, 3, &[]);
+    deployment.start_consumer();
+    let texts = chaos_texts(100_000);
+    let lines: String = texts
+        .iter()
+        .map(|(text, _)| format!("{}\n", serde_json::json!(text)))
+        .collect();
+    let file = deployment.write_file("texts.jsonl", &lines);
+    let run = deployment.producer(&[
+        "submit",
+        "wordcount",
+        "--items-file",
+        file.to_str().expect("UTF-8 path"),
+        "--chunk-size",
+        "10",
+    ]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let job: JobId = run.stdout().trim().parse().expect("job id");
+    let store = deployment.store().await;
+
+    let started = Instant::now();
+    let mut kills = 0;
+    while kills < 30 && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
+        if store.require_job(job).await.unwrap().status.is_final() {
+            break;
+        }
+        let victim = rng.random_range(0..workers.len());
+        deployment.kill(workers[victim]);
+        workers[victim] = deployment.restart(workers[victim]);
+        kills += 1;
+    }
+    let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
+    if !waited.output.status.success() {
+        panic!(
+            "seed {seed}, {kills} kills: {}\n{}",
+            waited.stderr(),
+            diagnose(&deployment, job, "wordcount").await
+        );
+    }
+    let summary = waited.json();
+    let context = format!("seed {seed}, {kills} kills\n{}", deployment.all_logs());
+    assert!(
+        kills >= 1,
+        "the job ended before the first kill: make it longer ({context})"
+    );
+    assert_every_count_once(&summary, &texts, &context);
+    eprintln!(
+        "survived {kills} wordcount-worker kills; {} chunks redelivered, {} duplicate results ignored, 0 lost, in {:.1} s",
+        redeliveries(&deployment, workers.iter().max().unwrap() + 1),
+        summary["duplicates_ignored"],
+        started.elapsed().as_secs_f64()
     );
 }

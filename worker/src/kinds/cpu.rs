@@ -98,8 +98,15 @@ impl<T: CpuTask> CpuChunk for TypedCpu<T> {
 
 /// The error of an item whose JSON does not fit the kind's input type: every attempt would repeat it.
 pub fn invalid_input(kind: &str, raw: &RawValue, error: &serde_json::Error) -> TaskError {
+    // serde places the error inside this one item's text ("at line 1 column 2"), which a user would read
+    // as a place in their items file: the item itself is named instead.
+    let text = error.to_string();
+    let reason = match text.rfind(" at line ") {
+        Some(cut) if error.line() > 0 => &text[..cut],
+        _ => &text,
+    };
     TaskError::permanent(format!(
-        "input {} is not a valid '{kind}' input: {error}",
+        "input {} is not a valid '{kind}' input: {reason}",
         preview(raw.get())
     ))
 }
