@@ -7,9 +7,7 @@ mod test_kinds;
 use std::process::ExitCode;
 
 use clap::Parser;
-use worker::http::{HttpArgs, HttpClient};
-use worker::tasks::{Download, Square, SumSquares};
-use worker::{Worker, WorkerArgs};
+use worker::stock::StockArgs;
 
 use crate::test_kinds::{TestAbort, TestEchoAfter, TestFlaky};
 
@@ -19,31 +17,19 @@ use crate::test_kinds::{TestAbort, TestEchoAfter, TestFlaky};
 #[command(name = "test-worker", version)]
 struct Cli {
     #[command(flatten)]
-    worker: WorkerArgs,
-    #[command(flatten)]
-    http: HttpArgs,
+    stock: StockArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let http = match cli.http.into_settings().map(HttpClient::new) {
-        Ok(Ok(http)) => http,
-        Ok(Err(error)) => return usage(&error.to_string()),
-        Err(message) => return usage(&message),
+    let (builder, args) = match Cli::parse().stock.into_builder() {
+        Ok(stock) => stock,
+        Err(message) => return taskq_common::service::usage_error(&message),
     };
-    Worker::builder()
-        .cpu_task(SumSquares)
-        .cpu_task(Square)
-        .io_task(Download::new(http))
+    builder
         .cpu_task(TestAbort)
         .cpu_task(TestFlaky)
         .io_task(TestEchoAfter)
-        .run_with(cli.worker)
+        .run_with(args)
         .await
-}
-
-fn usage(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(taskq_common::service::USAGE_EXIT_CODE)
 }
