@@ -9,12 +9,12 @@
 //! - [`finalize`]: writing a finished job's files and summary.
 //! - [`output`]: per-kind output lines and aggregates.
 
-pub mod cancelled;
-pub mod context;
-pub mod finalize;
-pub mod handler;
-pub mod output;
-pub mod session;
+pub(crate) mod cancelled;
+pub(crate) mod context;
+pub(crate) mod finalize;
+pub(crate) mod handler;
+pub(crate) mod output;
+pub(crate) mod session;
 pub mod settings;
 
 use taskq_common::broker::BrokerError;

@@ -13,20 +13,20 @@
 //! - [`control`]: commands to every live worker and their answers; [`workers`]: the registry as JSON;
 //!   [`cancel`]: cancelling a job.
 
-pub mod broadcast;
-pub mod cancel;
+pub(crate) mod broadcast;
+pub(crate) mod cancel;
 pub mod cli;
 pub mod client;
-pub mod control;
-pub mod dlq;
-pub mod follow;
-pub mod input;
-pub mod items;
-pub mod kinds;
+pub(crate) mod control;
+pub(crate) mod dlq;
+pub(crate) mod follow;
+pub(crate) mod input;
+pub(crate) mod items;
+pub(crate) mod kinds;
 pub mod prepare;
-pub mod submit;
-pub mod urls;
-pub mod workers;
+pub(crate) mod submit;
+pub(crate) mod urls;
+pub(crate) mod workers;
 
 use std::time::Duration;
 
@@ -39,6 +39,7 @@ use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::client::{outputs, Client, Job, JobOptions};
+pub use crate::prepare::{Items, JobInput};
 
 use crate::cli::{Cli, Command, DlqAction, SubmitJob};
 use crate::control::ControlPlane;
