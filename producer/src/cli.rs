@@ -171,7 +171,7 @@ pub enum SubmitJob {
 /// `submit KIND --items '[1, 2]'`. The kind's worker decodes each item into its input type; an item
 /// that does not fit fails alone, with the reason in its output line.
 #[derive(Debug, Parser)]
-#[command(no_binary_name = true)]
+#[command(name = "producer submit", no_binary_name = true)]
 pub struct JsonJobArgs {
     /// The kind's name, as `producer kinds` lists it.
     #[arg(value_parser = parse_kind)]
