@@ -5,9 +5,11 @@
 //! 1,000,000 items at the default chunk size >= 200,000 items/s end to end; square over 20,000 items with
 //! chunk size 1 >= 3,000 items/s; an idle worker under 20 MB resident. The seed's Python code runs beside
 //! ours (multiprocessing.Pool with 2 processes) for the ratio. Issue #3: the seed's 160 downloads within
-//! 1.5x of the ideal (see [`downloads`]).
+//! 1.5x of the ideal (see [`downloads`]). Issue #11: a warm client's round trip, programs as kinds, and a
+//! user's task against the built-in one (see [`own_tasks`]).
 
 mod downloads;
+mod own_tasks;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -32,6 +34,7 @@ fn main() {
     deployment.start(WORKERS, &[]);
     std::thread::sleep(Duration::from_secs(2));
     idle_memory(&deployment, &mut rows);
+    own_tasks::round_trips(&deployment, &mut rows);
 
     let seed = deployment.producer(&[
         "submit",
@@ -71,6 +74,8 @@ fn main() {
     );
 
     drop(deployment);
+    own_tasks::user_task_against_builtin(&mut rows);
+    own_tasks::programs(&mut rows);
     downloads::seed_downloads(&mut rows);
 
     println!("\n| scenario | measured | target |\n|---|---|---|");

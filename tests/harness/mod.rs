@@ -39,7 +39,7 @@ pub const WORDCOUNT_WORKER: &str = "wordcount-worker";
 /// The kinds the stock `worker` serves.
 pub const BUILTIN_KINDS: [&str; 3] = ["sum-squares", "square", "download"];
 /// The kinds only `test-worker` serves.
-pub const TEST_KINDS: [&str; 3] = ["test-abort", "test-flaky", "test-echo-after"];
+pub const TEST_KINDS: [&str; 4] = ["test-abort", "test-flaky", "test-echo-after", "user-square"];
 /// How long a started worker may take to appear in the registry.
 pub const REGISTRATION_LIMIT: Duration = Duration::from_secs(30);
 

@@ -4,7 +4,9 @@
 mod abort;
 mod echo_after;
 mod flaky;
+mod user_square;
 
 pub use abort::TestAbort;
 pub use echo_after::TestEchoAfter;
 pub use flaky::TestFlaky;
+pub use user_square::UserSquare;
