@@ -25,6 +25,7 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::prepare::{self, Items, JobInput};
+use crate::served::ServedKinds;
 use crate::{broadcast, follow, submit, ProducerError};
 
 /// How a job is submitted.
@@ -43,6 +44,7 @@ pub struct Client {
     store: JobStore,
     amqp_url: String,
     broker: Mutex<Option<Broker>>,
+    served: ServedKinds,
 }
 
 /// The broker side of a client, opened on first use and again after a failure.
@@ -70,6 +72,7 @@ impl Client {
             store,
             amqp_url: amqp_url.to_owned(),
             broker: Mutex::new(None),
+            served: ServedKinds::default(),
         };
         client.open_broker(&mut *client.broker.lock().await).await?;
         Ok(client)
@@ -117,20 +120,10 @@ impl Client {
         if input.items.is_empty() {
             return Err(ProducerError::Input("a job needs at least one item".into()));
         }
-        let registry = Registry::new(&self.store);
-        let membership = registry.membership().await?;
-        // A broadcast needs live members, so --allow-unserved does not apply: broadcast::publish says
-        // who is missing.
-        if !options.broadcast {
-            check_served(&membership, &input.kind, options.allow_unserved)?;
-        }
+        let (membership, declared_chunk_size) = self.served(&input.kind, options).await?;
         let per_chunk = match options.chunk_size {
             Some(size) => size.get(),
-            None => registry
-                .kind(&input.kind)
-                .await?
-                .and_then(|info| info.chunk_size)
-                .unwrap_or(1) as usize,
+            None => declared_chunk_size.unwrap_or(1) as usize,
         };
         let prepared = prepare::build(input, per_chunk, self.store.topology());
         if options.broadcast {
@@ -139,13 +132,38 @@ impl Client {
         let mut broker = self.broker.lock().await;
         let opened = self.declared(&mut broker, &input.kind).await?;
         let (store, publisher) = (&self.store, &opened.publisher);
-        let published = if options.broadcast {
-            broadcast::publish(publisher, store, &membership, prepared, shutdown).await
+        let published = if let (true, Some(membership)) = (options.broadcast, &membership) {
+            broadcast::publish(publisher, store, membership, prepared, shutdown).await
         } else {
             submit::publish(publisher, store, prepared, shutdown).await
         };
         forget_on_failure(&mut broker, &published);
         Ok(self.job(published?))
+    }
+
+    /// Checks that `kind` is served (unless `--allow-unserved`, or for a broadcast, which needs live
+    /// members and says so itself) and finds its declared chunk size. Returns the registry as read, or
+    /// `None` when the kind was seen served a moment ago (not for a broadcast, which needs its members).
+    async fn served(
+        &self,
+        kind: &str,
+        options: &JobOptions,
+    ) -> Result<(Option<Membership>, Option<u32>), ProducerError> {
+        if !options.broadcast {
+            if let Some(chunk_size) = self.served.recent(kind) {
+                return Ok((None, chunk_size));
+            }
+        }
+        let registry = Registry::new(&self.store);
+        let membership = registry.membership().await?;
+        if !options.broadcast {
+            check_served(&membership, kind, options.allow_unserved)?;
+        }
+        let chunk_size = registry.kind(kind).await?.and_then(|info| info.chunk_size);
+        if membership.serving(kind).next().is_some() {
+            self.served.remember(kind, chunk_size);
+        }
+        Ok((Some(membership), chunk_size))
     }
 
     /// Publishes a job built already (a dead-letter replay), declaring its kind's queue first.

@@ -7,7 +7,8 @@
 //!   connection.
 //! - [`submit`]: recording and publishing a job, all or nothing; [`broadcast`]: the same for a job shared
 //!   among the live workers that serve its kind.
-//! - [`kinds`]: the kinds the workers declared and who serves them.
+//! - [`kinds`]: the kinds the workers declared and who serves them; [`served`]: what a long-lived client
+//!   remembers of that between submits.
 //! - [`follow`]: `status` and `wait`.
 //! - [`dlq`]: `dlq list | replay | purge`.
 //! - [`control`]: commands to every live worker and their answers; [`workers`]: the registry as JSON;
@@ -24,6 +25,7 @@ pub(crate) mod input;
 pub(crate) mod items;
 pub(crate) mod kinds;
 pub mod prepare;
+pub(crate) mod served;
 pub(crate) mod submit;
 pub(crate) mod urls;
 pub(crate) mod workers;
