@@ -402,6 +402,29 @@ impl JobStore {
         Ok(futures::StreamExt::map(pubsub.into_on_message(), |_| ()))
     }
 
+    /// Every job's end as it is announced, by job id: one subscription for a long-lived client that
+    /// waits for many jobs. Ends when the subscription's connection does.
+    pub async fn every_finished_announcement(
+        &self,
+    ) -> Result<impl futures::Stream<Item = JobId> + Send + Unpin, StoreError> {
+        let mut pubsub = self
+            .client
+            .get_async_pubsub()
+            .await
+            .map_err(command("subscribing to job announcements"))?;
+        pubsub
+            .psubscribe(self.topology.jobs_finished_pattern())
+            .await
+            .map_err(command("subscribing to job announcements"))?;
+        let topology = self.topology.clone();
+        Ok(futures::StreamExt::filter_map(
+            pubsub.into_on_message(),
+            move |message| {
+                futures::future::ready(topology.finished_job(message.get_channel_name()))
+            },
+        ))
+    }
+
     /// The ids of every job recorded under this prefix (finished ones until they expire).
     pub async fn job_ids(&self) -> Result<Vec<JobId>, StoreError> {
         let pattern = format!("{}:job:*", self.topology.prefix());

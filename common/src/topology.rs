@@ -137,6 +137,17 @@ impl Topology {
         format!("{}:job:{job}:finished", self.prefix)
     }
 
+    /// The pattern of every job's [`Topology::job_finished_channel`], for one subscription to all.
+    pub fn jobs_finished_pattern(&self) -> String {
+        format!("{}:job:*:finished", self.prefix)
+    }
+
+    /// The job whose end a channel of [`Topology::jobs_finished_pattern`] announces.
+    pub fn finished_job(&self, channel: &str) -> Option<JobId> {
+        let rest = channel.strip_prefix(&format!("{}:job:", self.prefix))?;
+        rest.strip_suffix(":finished")?.parse().ok()
+    }
+
     /// A pattern matching every Redis key of this deployment.
     pub fn redis_pattern(&self) -> String {
         format!("{}:*", self.prefix)
@@ -310,6 +321,11 @@ mod tests {
         assert_eq!(topology.task_queue("square"), "demo.tasks.square");
         assert!(topology.queues().contains(&"demo.results".to_owned()));
         assert_eq!(topology.kinds_key(), "demo:kinds");
+        let job = JobId::new();
+        let finished = topology.job_finished_channel(job);
+        assert_eq!(topology.finished_job(&finished), Some(job));
+        assert_eq!(topology.jobs_finished_pattern(), "demo:job:*:finished");
+        assert_eq!(topology.finished_job("other:job:x:finished"), None);
         assert_eq!(topology.results_queue(), "demo.results");
         assert_eq!(topology.dead_queue(), "demo.dead");
         assert_eq!(topology.retry_exchange(0), "demo.retry.1s");

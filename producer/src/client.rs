@@ -24,6 +24,7 @@ use taskq_common::topology::Topology;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::announcements::Announcements;
 use crate::prepare::{self, Items, JobInput};
 use crate::served::ServedKinds;
 use crate::{broadcast, follow, submit, ProducerError};
@@ -45,6 +46,7 @@ pub struct Client {
     amqp_url: String,
     broker: Mutex<Option<Broker>>,
     served: ServedKinds,
+    announcements: Announcements,
 }
 
 /// The broker side of a client, opened on first use and again after a failure.
@@ -69,6 +71,7 @@ impl Client {
     ) -> Result<Self, ProducerError> {
         let store = JobStore::connect(redis_url, Topology::new(prefix)).await?;
         let client = Self {
+            announcements: Announcements::start(store.clone()),
             store,
             amqp_url: amqp_url.to_owned(),
             broker: Mutex::new(None),
@@ -275,7 +278,9 @@ impl Job<'_> {
 
     async fn wait_showing(&self, progress: follow::Progress) -> Result<JobState, ProducerError> {
         let never = CancellationToken::new();
-        follow::wait(&self.client.store, self.id, None, progress, &never).await
+        let announced = self.client.announcements.of(self.id);
+        let store = &self.client.store;
+        follow::wait_announced(store, self.id, None, progress, announced, &never).await
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use taskq_common::job::{JobId, JobState, JobStatus};
@@ -60,17 +62,28 @@ pub async fn wait(
     progress: Progress,
     shutdown: &CancellationToken,
 ) -> Result<JobState, ProducerError> {
+    let announced = match store.finished_announcements(job).await {
+        Ok(announcements) => announcements.boxed(),
+        Err(error) => {
+            tracing::debug!("{error}; polling only");
+            futures::stream::pending().boxed()
+        }
+    };
+    wait_announced(store, job, timeout, progress, announced, shutdown).await
+}
+
+/// Waits like [`wait`], learning of the job's end from `finished` (subscribed before this is called).
+pub async fn wait_announced(
+    store: &JobStore,
+    job: JobId,
+    timeout: Option<Duration>,
+    progress: Progress,
+    mut finished: BoxStream<'static, ()>,
+    shutdown: &CancellationToken,
+) -> Result<JobState, ProducerError> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let mut bar: Option<ProgressBar> = None;
     let mut poll = POLL_FIRST;
-    let mut finished: futures::stream::BoxStream<'static, ()> =
-        match store.finished_announcements(job).await {
-            Ok(announcements) => Box::pin(announcements),
-            Err(error) => {
-                tracing::debug!("{error}; polling only");
-                Box::pin(futures::stream::pending())
-            }
-        };
     loop {
         match store.job_state(job).await {
             Ok(Some(state)) => {
@@ -100,7 +113,7 @@ pub async fn wait(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
-            announced = futures::StreamExt::next(&mut finished) => {
+            announced = finished.next() => {
                 if announced.is_none() {
                     finished = Box::pin(futures::stream::pending());
                 }

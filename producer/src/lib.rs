@@ -1,7 +1,8 @@
 //! The producer: validates a job's input, records the job in Redis, publishes its chunks with pipelined
 //! publisher confirms, and follows jobs to their result.
 //!
-//! - [`client`]: the client API (submit, status, wait from a program), which the CLI uses too.
+//! - [`client`]: the client API (submit, status, wait from a program), which the CLI uses too;
+//!   [`announcements`]: one subscription to every job's end for a long-lived client.
 //! - [`cli`]: the command line.
 //! - [`input`], [`urls`], [`items`], [`prepare`]: from what the user typed to task messages, before any
 //!   connection.
@@ -14,6 +15,7 @@
 //! - [`control`]: commands to every live worker and their answers; [`workers`]: the registry as JSON;
 //!   [`cancel`]: cancelling a job.
 
+pub(crate) mod announcements;
 pub(crate) mod broadcast;
 pub(crate) mod cancel;
 pub mod cli;

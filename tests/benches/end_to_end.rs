@@ -28,14 +28,51 @@ struct Row {
 
 fn main() {
     let mut rows = Vec::new();
-    sum_squares_grows_with_n(&mut rows);
+    if wanted("loop") {
+        sum_squares_grows_with_n(&mut rows);
+    }
+    if wanted("throughput") || wanted("round-trips") {
+        let mut deployment = Deployment::new("bench");
+        deployment.start(WORKERS, &[]);
+        std::thread::sleep(Duration::from_secs(2));
+        if wanted("throughput") {
+            idle_memory(&deployment, &mut rows);
+        }
+        if wanted("round-trips") {
+            own_tasks::round_trips(&deployment, &mut rows);
+        }
+        if wanted("throughput") {
+            seed_job(&deployment, &mut rows);
+            squares(&deployment, &mut rows);
+        }
+    }
+    if wanted("own-tasks") {
+        own_tasks::user_task_against_builtin(&mut rows);
+        own_tasks::programs(&mut rows);
+    }
+    if wanted("downloads") {
+        downloads::seed_downloads(&mut rows);
+    }
 
-    let mut deployment = Deployment::new("bench");
-    deployment.start(WORKERS, &[]);
-    std::thread::sleep(Duration::from_secs(2));
-    idle_memory(&deployment, &mut rows);
-    own_tasks::round_trips(&deployment, &mut rows);
+    println!("\n| scenario | measured | target |\n|---|---|---|");
+    for row in rows {
+        println!("| {} | {} | {} |", row.scenario, row.figure, row.target);
+    }
+}
 
+/// Whether to run a group of scenarios: every group, or only those named on the command line
+/// (`scripts/bench.sh round-trips own-tasks`; groups: loop, throughput, round-trips, own-tasks,
+/// downloads).
+fn wanted(group: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    named.is_empty() || named.iter().any(|name| name == group)
+}
+
+/// The seed's job end to end, beside the seed's own Python code.
+fn seed_job(deployment: &Deployment, rows: &mut Vec<Row>) {
     let seed = deployment.producer(&[
         "submit",
         "sum-squares",
@@ -57,31 +94,24 @@ fn main() {
         ),
         target: "-".into(),
     });
+}
 
+/// `square` at the default chunk size and at one item per chunk.
+fn squares(deployment: &Deployment, rows: &mut Vec<Row>) {
     throughput(
-        &deployment,
-        &mut rows,
+        deployment,
+        rows,
         "square 1,000,000 items, default chunk size (1000)",
         &["--values", "1..=1000000"],
         200_000.0,
     );
     throughput(
-        &deployment,
-        &mut rows,
+        deployment,
+        rows,
         "square 20,000 items, --chunk-size 1",
         &["--values", "1..=20000", "--chunk-size", "1"],
         3_000.0,
     );
-
-    drop(deployment);
-    own_tasks::user_task_against_builtin(&mut rows);
-    own_tasks::programs(&mut rows);
-    downloads::seed_downloads(&mut rows);
-
-    println!("\n| scenario | measured | target |\n|---|---|---|");
-    for row in rows {
-        println!("| {} | {} | {} |", row.scenario, row.figure, row.target);
-    }
 }
 
 /// Single-thread time of the sum-squares loop for doubling n: it must double too (no closed form).

@@ -154,17 +154,32 @@ async fn run_kind(context: &Context, task: &TaskMessage, kind: &Kind) -> Settle 
     let status_checked = received.elapsed();
     let ran = run_chunk(context, task, kind, ready).await;
     drop(upcoming);
-    let (output, compute) = match ran {
-        Ran::Finished(output, compute) => (output, compute),
+    match ran {
+        Ran::Finished(output, compute) => {
+            finish(context, task, kind, output, compute, status_checked).await
+        }
         Ran::Stopped => {
             end_run(context, task).await;
-            return Settle::Requeue(Duration::ZERO);
+            Settle::Requeue(Duration::ZERO)
         }
         Ran::Failed(reason) => {
             end_run(context, task).await;
-            return Settle::Refuse(reason);
+            Settle::Refuse(reason)
         }
-    };
+    }
+}
+
+/// What becomes of a chunk that ran: another attempt later if an item asked for one and retries are
+/// left, else its result published (with its failures counted) and the delivery acked, or dead-lettered
+/// when retries ran out.
+async fn finish(
+    context: &Context,
+    task: &TaskMessage,
+    kind: &Kind,
+    output: ChunkOutput,
+    compute: Duration,
+    status_checked: Duration,
+) -> Settle {
     let retry_reason = output.retry_reason.clone();
     if let Some(reason) = &retry_reason {
         if task.attempt <= kind.max_retries.unwrap_or(context.max_retries) {

@@ -80,7 +80,8 @@ fn chunk_handler(context: Arc<Context>) -> Handle {
     Box::new(move |delivery| handler::handle(context.clone(), delivery).boxed())
 }
 
-/// Builds handler contexts, each with a publisher channel of its own.
+/// What opening a session's consumers needs; builds handler contexts, each with a publisher channel of
+/// its own.
 struct Contexts<'a> {
     settings: &'a Settings,
     shared: &'a Shared,
@@ -89,6 +90,77 @@ struct Contexts<'a> {
 }
 
 impl Contexts<'_> {
+    /// Declares every queue and consumes each served kind's, on channels of their own: CPU kinds share
+    /// one result publisher and the adaptive prefetch, I/O kinds another publisher.
+    async fn kind_lanes(
+        &self,
+        connection: &Connection,
+        watch: &ConnectionWatch,
+    ) -> Result<Vec<LaneSession>, BrokerError> {
+        let (settings, kinds) = (self.settings, &self.shared.kinds);
+        let publisher = Publisher::new(broker::open_channel(connection).await?).await?;
+        self.topology.declare(publisher.channel()).await?;
+        for kind in kinds.iter() {
+            let channel = publisher.channel();
+            self.topology.declare_kind(channel, &kind.info.name).await?;
+        }
+        let (initial, costs, prefetch) =
+            cpu_prefetch(settings.prefetch, self.shared.pool.threads());
+        // Only the CPU lane's results wait for others. An I/O chunk holds one of the lane's few prefetch
+        // slots (as many as downloads in flight) until acked, so a wait there costs download throughput
+        // (1.12x the ideal became 1.19x at 5 ms), and downloads are never tiny.
+        let cpu = self.new_context(publisher, costs, settings.result_batch_wait);
+        let io_publisher = Publisher::new(broker::open_channel(connection).await?).await?;
+        let io = self.new_context(io_publisher, None, Duration::ZERO);
+        let mut lanes = Vec::new();
+        for kind in kinds.iter() {
+            let name = &kind.info.name;
+            let queue = self.topology.task_queue(name);
+            let tag = format!("{}-{name}", settings.worker_id);
+            let (context, count, changes) = match kind.info.lane {
+                Lane::Cpu => (&cpu, initial, prefetch.clone().map(changes)),
+                Lane::Io => (&io, settings.io_concurrency, None),
+            };
+            let (channel, consumer) = broker::consume(connection, &queue, count, &tag).await?;
+            tracing::info!(%queue, prefetch = count, lane = kind.info.lane.as_str(), "consuming");
+            let handle = chunk_handler(context.clone());
+            lanes.push(LaneSession {
+                prefetch_changes: changes,
+                ..LaneSession::new(channel, consumer, queue, watch.clone(), handle)
+            });
+        }
+        Ok(lanes)
+    }
+
+    /// Declares this worker's broadcast queue and consumes it, without a prefetch limit: commands must
+    /// never wait behind chunks (see [`crate::broadcast`]).
+    async fn broadcast_lane(
+        &self,
+        connection: &Connection,
+        watch: ConnectionWatch,
+    ) -> Result<(LaneSession, Arc<BroadcastLane>), BrokerError> {
+        let worker_id = &self.settings.worker_id;
+        let publisher = Publisher::new(broker::open_channel(connection).await?).await?;
+        let queue = self
+            .topology
+            .declare_broadcast_queue(publisher.channel(), worker_id)
+            .await?;
+        let tag = format!("{worker_id}-broadcast");
+        let (channel, consumer) = broker::consume(connection, &queue, 0, &tag).await?;
+        tracing::info!(%queue, "receiving broadcasts and commands");
+        let lane = Arc::new(BroadcastLane {
+            broadcast: self.shared.broadcast.clone(),
+            chunks: self.new_context(publisher, None, Duration::ZERO),
+            queue: queue.clone(),
+        });
+        let handle_lane = lane.clone();
+        let handle: Handle = Box::new(move |delivery| {
+            broadcast_queue::handle(handle_lane.clone(), delivery).boxed()
+        });
+        let session = LaneSession::new(channel, consumer, queue, watch, handle);
+        Ok((session, lane))
+    }
+
     /// A context whose results wait up to `batch_wait` for others, and whose chunks report their cost
     /// to `costs`.
     fn new_context(
@@ -123,76 +195,19 @@ impl Session {
     /// Connects, declares every queue and starts consuming each served kind's queue and the broadcast
     /// queue.
     pub async fn open(settings: &Settings, shared: Shared) -> Result<Self, BrokerError> {
-        let topology = shared.store.topology().clone();
-        let worker_id = &settings.worker_id;
-        let contexts = Contexts {
+        let url = &settings.connection.amqp_url;
+        let name = format!("worker {}", settings.worker_id);
+        let connection = broker::connect(url, &name).await?;
+        let opening = Contexts {
             settings,
             shared: &shared,
-            topology: topology.clone(),
+            topology: shared.store.topology().clone(),
             cancels: shared.broadcast.cancels.clone(),
         };
-        let url = &settings.connection.amqp_url;
-        let connection = broker::connect(url, &format!("worker {worker_id}")).await?;
         let watch = ConnectionWatch::new(&connection);
-        let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-        topology.declare(publisher.channel()).await?;
-        for kind in shared.kinds.iter() {
-            topology
-                .declare_kind(publisher.channel(), &kind.info.name)
-                .await?;
-        }
-        let mut lanes = Vec::new();
-
-        // `batch_wait`: only the CPU lane's results wait for others. An I/O chunk holds one of the lane's
-        // few prefetch slots (as many as downloads in flight) until acked, so a wait there costs
-        // download throughput (1.12x the ideal became 1.19x at 5 ms), and downloads are never tiny.
-        let initial = settings.prefetch.initial(shared.pool.threads());
-        let (costs, prefetch) = match settings.prefetch {
-            Prefetch::Adaptive => {
-                let controller = AdaptivePrefetch::new(shared.pool.threads(), initial);
-                let (costs, prefetch) = adaptive_prefetch(controller, initial);
-                (Some(costs), Some(prefetch))
-            }
-            Prefetch::Fixed(_) => (None, None),
-        };
-        let cpu_context = contexts.new_context(publisher, costs, settings.result_batch_wait);
-        let io_publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-        let io_context = contexts.new_context(io_publisher, None, Duration::ZERO);
-        for kind in shared.kinds.iter() {
-            let name = &kind.info.name;
-            let queue = topology.task_queue(name);
-            let tag = format!("{worker_id}-{name}");
-            let (context, count, changes) = match kind.info.lane {
-                Lane::Cpu => (&cpu_context, initial, prefetch.clone().map(changes)),
-                Lane::Io => (&io_context, settings.io_concurrency, None),
-            };
-            let (channel, consumer) = broker::consume(&connection, &queue, count, &tag).await?;
-            tracing::info!(%queue, prefetch = count, lane = kind.info.lane.as_str(), "consuming");
-            let handle = chunk_handler(context.clone());
-            lanes.push(LaneSession {
-                prefetch_changes: changes,
-                ..LaneSession::new(channel, consumer, queue, watch.clone(), handle)
-            });
-        }
-
-        let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-        let queue = topology
-            .declare_broadcast_queue(publisher.channel(), worker_id)
-            .await?;
-        let tag = format!("{worker_id}-broadcast");
-        // No prefetch limit: commands must never wait behind chunks (see crate::broadcast).
-        let (channel, consumer) = broker::consume(&connection, &queue, 0, &tag).await?;
-        tracing::info!(%queue, "receiving broadcasts and commands");
-        let lane = Arc::new(BroadcastLane {
-            broadcast: shared.broadcast.clone(),
-            chunks: contexts.new_context(publisher, None, Duration::ZERO),
-            queue: queue.clone(),
-        });
-        let handle_lane = lane.clone();
-        let handle: Handle = Box::new(move |delivery| {
-            broadcast_queue::handle(handle_lane.clone(), delivery).boxed()
-        });
-        lanes.push(LaneSession::new(channel, consumer, queue, watch, handle));
+        let mut lanes = opening.kind_lanes(&connection, &watch).await?;
+        let (broadcast, lane) = opening.broadcast_lane(&connection, watch).await?;
+        lanes.push(broadcast);
         shared.broadcast.ready.send_replace(true);
         Ok(Self {
             connection,
@@ -267,6 +282,27 @@ impl LaneSession {
         self.consuming
             .run(stop, timeout, changes, self.handle)
             .await
+    }
+}
+
+/// The CPU lane's first prefetch and, when adaptive, where chunks report their costs and the values
+/// its consumers follow.
+fn cpu_prefetch(
+    setting: Prefetch,
+    threads: usize,
+) -> (
+    u16,
+    Option<mpsc::UnboundedSender<ChunkCost>>,
+    Option<watch::Receiver<u16>>,
+) {
+    let initial = setting.initial(threads);
+    match setting {
+        Prefetch::Adaptive => {
+            let controller = AdaptivePrefetch::new(threads, initial);
+            let (costs, prefetch) = adaptive_prefetch(controller, initial);
+            (initial, Some(costs), Some(prefetch))
+        }
+        Prefetch::Fixed(_) => (initial, None, None),
     }
 }
 
