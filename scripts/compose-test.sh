@@ -172,22 +172,36 @@ sys.exit(1 if problems else 0)
 EOF
 }
 
-busiest_worker() { # the running worker whose channel holds the most unacknowledged chunks, and how many
+live_table() { # rabbitmqctl list_* command and columns -> JSON rows, read live from the broker
+  # Not the management API: its statistics lag by up to 5 s, long enough for a worker to finish
+  # what the API still shows it holding.
+  dc exec -T rabbitmq rabbitmqctl -q "$@" --formatter json 2>/dev/null || echo '[]'
+}
+
+busiest_worker() { # the running worker whose channels hold the most unacknowledged chunks now, and how many
   local pairs=() id ip
   for id in $(running_workers); do
     ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
     pairs+=("$ip=$id")
   done
-  api channels | python3 -c '
+  python3 -c '
 import json, sys
-by_ip = dict(pair.split("=", 1) for pair in sys.argv[1:])
+by_ip = dict(pair.split("=", 1) for pair in sys.argv[3:])
+import ipaddress
+def address(host):  # rabbitmqctl gives an address as a list: 4 octets, or 8 IPv6 groups (IPv4-mapped)
+    if isinstance(host, list) and len(host) == 8:
+        v6 = ipaddress.IPv6Address(b"".join(group.to_bytes(2, "big") for group in host))
+        return str(v6.ipv4_mapped or v6)
+    return ".".join(map(str, host)) if isinstance(host, list) else str(host)
+peer = {row["pid"]: address(row["peer_host"]) for row in json.loads(sys.argv[1])}
 held = {}
-for channel in json.load(sys.stdin):
-    container = by_ip.get(channel.get("connection_details", {}).get("peer_host"))
+for channel in json.loads(sys.argv[2]):
+    container = by_ip.get(peer.get(channel["connection"]))
     if container:
         held[container] = held.get(container, 0) + int(channel.get("messages_unacknowledged") or 0)
 container, count = max(held.items(), key=lambda item: item[1], default=(next(iter(by_ip.values())), 0))
-print(container, count)' "${pairs[@]}"
+print(container, count)' "$(live_table list_connections pid peer_host)" \
+    "$(live_table list_channels connection messages_unacknowledged)" "${pairs[@]}"
 }
 
 # ------------------------------------------------------------------------------------------ images
@@ -264,7 +278,7 @@ done
 check "queue depth read from the management API while work is queued: ${depth:-none seen}" \
   test -n "$depth" -a "${messages:-0}" -eq "$((ready + unacked))"
 
-# Channel statistics lag like the queue's: give them a moment to show the chunks a worker holds.
+# Wait until some worker holds chunks (read live from the broker) and kill that one.
 for _ in $(seq 10); do
   read -r victim held < <(busiest_worker)
   if [ "$held" -gt 0 ]; then break; fi
