@@ -96,8 +96,7 @@ impl JobStore {
             .hset(&key, "status", JobStatus::Cancelled.as_str())
             .hset(&key, "summary", summary.to_string())
             .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(topology.job_results_key(job))
-            .del(topology.job_runs_key(job))
+            .del(topology.job_scratch_keys(job))
             .publish(topology.job_finished_channel(job), "cancelled")
             .query_async(&mut self.connection())
             .await

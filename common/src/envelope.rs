@@ -23,12 +23,21 @@ pub struct TaskMessage {
     pub version: u16,
     /// The job the chunk belongs to.
     pub job_id: JobId,
-    /// The chunk's number within its job, from 0.
+    /// The chunk's number within its stage, from 0. A follow-up keeps its parent chunk's number (a
+    /// reduce chunk is numbered within its tree level).
     pub task_id: u32,
     /// The task kind's wire name.
     pub kind: String,
     /// Which attempt this is, from 1.
     pub attempt: u32,
+    /// The job's stage this chunk belongs to, from 0 (a job of one stage has only stage 0). Absent in
+    /// messages of builds before stages, which read as 0.
+    #[serde(default)]
+    pub stage: u16,
+    /// For a chunk of a reduce stage, its level in the tree of partial reduces (see
+    /// [`crate::stages::tree`]); 0 otherwise.
+    #[serde(default)]
+    pub level: u8,
     /// The chunk's [`crate::payload::TaskPayload`], MessagePack-encoded.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
@@ -47,6 +56,12 @@ pub struct ResultMessage {
     pub kind: String,
     /// The attempt that produced this result.
     pub attempt: u32,
+    /// The stage the chunk belongs to: the job's last (0 for a job of one stage).
+    #[serde(default)]
+    pub stage: u16,
+    /// The chunk's reduce level, when the last stage is a reduce (its root's); 0 otherwise.
+    #[serde(default)]
+    pub level: u8,
     /// The worker that ran it.
     pub worker_id: String,
     /// Items in the chunk.
@@ -134,6 +149,8 @@ mod tests {
             task_id: 7,
             kind: kind.into(),
             attempt: 1,
+            stage: 0,
+            level: 0,
             payload: encode(&TaskPayload::of(21, &[5_000_000u64]).unwrap()),
         }
     }
@@ -155,6 +172,8 @@ mod tests {
             task_id: 3,
             kind: "square".into(),
             attempt: 1,
+            stage: 0,
+            level: 0,
             worker_id: "w".into(),
             items: 1,
             failed: 0,

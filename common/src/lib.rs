@@ -45,6 +45,8 @@ pub mod registry;
 pub mod service;
 pub mod settle;
 pub mod shutdown;
+pub mod stage_store;
+pub mod stages;
 pub mod store;
 pub mod task;
 pub mod telemetry;

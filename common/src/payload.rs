@@ -18,6 +18,10 @@ pub struct TaskPayload {
     /// The items, in input order, as one JSON array.
     #[serde(with = "serde_bytes")]
     pub items: Vec<u8>,
+    /// Items that failed in an earlier stage of the job: `null` in `items`, never run, and reported
+    /// failed with these messages, so later stages and the output show what is missing and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<ItemError>,
 }
 
 impl TaskPayload {
@@ -26,6 +30,7 @@ impl TaskPayload {
         Ok(Self {
             first_index,
             items: serde_json::to_vec(items)?,
+            missing: Vec::new(),
         })
     }
 
@@ -44,6 +49,7 @@ impl TaskPayload {
         Self {
             first_index,
             items: array,
+            missing: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ use redis::AsyncCommands;
 
 use crate::config::redact_url;
 use crate::job::{JobId, JobSpec, JobState, JobStatus};
+use crate::stages::{ChunkRef, Plan, StagedJob};
 use crate::topology::Topology;
 
 /// How long a finished job's record stays in Redis.
@@ -91,7 +92,7 @@ if status == 'completed' then
   return {0, 0}
 end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total_chunks'))
-redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[5])
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
   local done = tonumber(redis.call('HGET', KEYS[1], 'chunks_done'))
@@ -105,9 +106,15 @@ return {1, done == total and 1 or 0}
 
 const CLAIM_RUN: &str = r#"
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'', 0} end
-if status ~= 'submitting' and status ~= 'running' then return {status, 0} end
-return {status, redis.call('HINCRBY', KEYS[2], ARGV[1], 1)}
+if not status then return {'', 0, '', 0} end
+if status ~= 'submitting' and status ~= 'running' then return {status, 0, '', 0} end
+local stages = redis.call('HGET', KEYS[1], 'stages')
+if stages then
+  local now = redis.call('TIME')
+  redis.call('HSETNX', KEYS[1], 's' .. ARGV[2] .. '.started_ms', now[1] * 1000 + math.floor(now[2] / 1000))
+end
+return {status, redis.call('HINCRBY', KEYS[2], ARGV[1], 1), stages or '',
+  tonumber(redis.call('HGET', KEYS[1], 'source_chunks') or '0')}
 "#;
 
 const END_RUN: &str = r#"
@@ -137,13 +144,15 @@ pub struct JobStore {
 }
 
 /// A worker's view of a chunk it is about to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// The job's status; `None` if Redis does not know the job.
     pub status: Option<JobStatus>,
     /// Runs of this chunk that started and never finished, this one included: more than one means
     /// earlier runs died with their worker.
     pub unfinished_runs: u32,
+    /// The job's stages, when it has several; `None` for a job of one stage.
+    pub staged: Option<StagedJob>,
 }
 
 impl JobStore {
@@ -189,7 +198,16 @@ impl JobStore {
 
     /// Records a new job in status `submitting`.
     pub async fn create_job(&self, spec: &JobSpec) -> Result<(), StoreError> {
-        let fields = [
+        self.create_job_with(spec, &[]).await
+    }
+
+    /// Records a new job in status `submitting`, with `extra` fields beside the spec's.
+    pub(crate) async fn create_job_with(
+        &self,
+        spec: &JobSpec,
+        extra: &[(&str, String)],
+    ) -> Result<(), StoreError> {
+        let mut fields = vec![
             ("kind", spec.kind.clone()),
             ("status", JobStatus::Submitting.as_str().to_owned()),
             ("total_chunks", spec.total_chunks.to_string()),
@@ -200,6 +218,7 @@ impl JobStore {
             ("items_failed", "0".into()),
             ("duplicates", "0".into()),
         ];
+        fields.extend(extra.iter().cloned());
         let _: () = self
             .connection
             .clone()
@@ -235,8 +254,7 @@ impl JobStore {
             .hset(&key, "status", JobStatus::Failed.as_str())
             .hset(&key, "error", reason)
             .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(self.topology.job_results_key(job))
-            .del(self.topology.job_runs_key(job))
+            .del(self.topology.job_scratch_keys(job))
             .publish(self.topology.job_finished_channel(job), "failed")
             .query_async(&mut self.connection.clone())
             .await
@@ -251,15 +269,25 @@ impl JobStore {
     /// keeps killing them, on every broker version (RabbitMQ 4.3 and later no longer count a delivery whose
     /// consumer died towards a quorum queue's delivery limit). Chunks that merely waited, or awaited a
     /// confirm, when their worker died are not counted.
-    pub async fn claim_run(&self, job: JobId, chunk: u32) -> Result<Claim, StoreError> {
-        let (status, unfinished_runs): (String, i64) = self
+    ///
+    /// For a job of several stages, the first claim of a stage records when the stage started.
+    pub async fn claim_run(&self, job: JobId, chunk: ChunkRef) -> Result<Claim, StoreError> {
+        let (status, unfinished_runs, stages, source_chunks): (String, i64, String, u32) = self
             .claim_run
             .key(self.topology.job_key(job))
             .key(self.topology.job_runs_key(job))
-            .arg(chunk)
+            .arg(chunk.field())
+            .arg(chunk.stage)
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(command("claiming a chunk"))?;
+        let staged = match stages.as_str() {
+            "" => None,
+            raw => Some(StagedJob {
+                plan: Plan::from_json(raw).map_err(|detail| StoreError::Corrupt { job, detail })?,
+                source_chunks,
+            }),
+        };
         let status = match status.as_str() {
             "" => None,
             raw => Some(
@@ -270,16 +298,17 @@ impl JobStore {
         Ok(Claim {
             status,
             unfinished_runs: unfinished_runs.max(0) as u32,
+            staged,
         })
     }
 
     /// Records that a run of `chunk` ended (or never started after all).
-    pub async fn end_run(&self, job: JobId, chunk: u32) -> Result<(), StoreError> {
+    pub async fn end_run(&self, job: JobId, chunk: ChunkRef) -> Result<(), StoreError> {
         // A script, so a late run of a finished job does not recreate its deleted counter.
         let _: i64 = self
             .end_run
             .key(self.topology.job_runs_key(job))
-            .arg(chunk)
+            .arg(chunk.field())
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(command("ending a chunk run"))?;
@@ -315,7 +344,7 @@ impl JobStore {
     pub async fn record_result(
         &self,
         job: JobId,
-        chunk: u32,
+        chunk: ChunkRef,
         items: u32,
         failed: u32,
         result: &[u8],
@@ -325,10 +354,11 @@ impl JobStore {
             .key(self.topology.job_key(job))
             .key(self.topology.job_results_key(job))
             .key(self.topology.job_runs_key(job))
-            .arg(chunk)
+            .arg(chunk.chunk)
             .arg(result)
             .arg(items)
             .arg(failed)
+            .arg(chunk.field())
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(command("recording a chunk result"))?;
@@ -374,8 +404,7 @@ impl JobStore {
             .hset(&key, "status", JobStatus::Completed.as_str())
             .hset(&key, "summary", summary.to_string())
             .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(self.topology.job_results_key(job))
-            .del(self.topology.job_runs_key(job))
+            .del(self.topology.job_scratch_keys(job))
             .publish(self.topology.job_finished_channel(job), "completed")
             .query_async(&mut self.connection.clone())
             .await

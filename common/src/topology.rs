@@ -124,6 +124,33 @@ impl Topology {
         format!("{}:job:{job}:runs", self.prefix)
     }
 
+    /// The Redis hash marking which chunks of a multi-stage job's earlier stages are done (their
+    /// follow-ups published), by stage-qualified chunk: each counts once.
+    pub fn job_done_key(&self, job: JobId) -> String {
+        format!("{}:job:{job}:done", self.prefix)
+    }
+
+    /// The Redis hash of a reduce's partial results (and leaves) until the node above folds them.
+    pub fn job_partials_key(&self, job: JobId) -> String {
+        format!("{}:job:{job}:partials", self.prefix)
+    }
+
+    /// The Redis hash counting, per reduce node, its children recorded so far.
+    pub fn job_groups_key(&self, job: JobId) -> String {
+        format!("{}:job:{job}:groups", self.prefix)
+    }
+
+    /// Every key a job uses only while it runs: deleted when it ends, whichever way.
+    pub fn job_scratch_keys(&self, job: JobId) -> Vec<String> {
+        vec![
+            self.job_results_key(job),
+            self.job_runs_key(job),
+            self.job_done_key(job),
+            self.job_partials_key(job),
+            self.job_groups_key(job),
+        ]
+    }
+
     /// The Redis hash of every kind a worker ever served here, by name: its lane and declared options
     /// ([`crate::registry::KindInfo`]), so the producer knows a kind's chunk size and the consumer its
     /// aggregate without any of the kind's code.

@@ -13,6 +13,7 @@ use taskq_common::aggregate::Aggregate;
 use taskq_common::cancel::Finish;
 use taskq_common::job::{now_ms, JobId, JobState, JobStatus};
 use taskq_common::registry::Registry;
+use taskq_common::stage_store::StageProgress;
 use taskq_common::store::{JobStore, StoreError};
 
 use crate::output::{Consolidator, OutputError, Written};
@@ -70,9 +71,25 @@ pub async fn finalize(
     }
     let chunks = stored_chunks(store, &state, how).await?;
     let aggregate = declared_aggregate(store, &state.spec.kind).await?;
+    let stages = store.stage_progress(job).await?;
     let output_dir = output_dir.to_owned();
+    let renumber = stages
+        .as_ref()
+        .is_some_and(|staged| staged.plan.renumbers());
     let summary = tokio::task::spawn_blocking(move || {
-        write_files(&output_dir, &state, &chunks, &aggregate, how)
+        // A later stage may change the number of items: inline what comes, up to the limit.
+        let expected_lines = if stages.is_some() {
+            0
+        } else {
+            state.spec.total_items
+        };
+        let consolidator = Consolidator::new(&aggregate, expected_lines);
+        let consolidator = if renumber {
+            consolidator.renumbering()
+        } else {
+            consolidator
+        };
+        write_files(&output_dir, &state, &chunks, consolidator, stages, how)
     })
     .await
     .map_err(|e| FinalizeError::Unfinishable(format!("writing the output panicked: {e}")))??;
@@ -120,12 +137,12 @@ fn write_files(
     output_dir: &Path,
     state: &JobState,
     chunks: &[Vec<u8>],
-    aggregate: &Aggregate,
+    mut consolidator: Consolidator,
+    stages: Option<StageProgress>,
     how: Finish,
 ) -> Result<serde_json::Value, FinalizeError> {
     let job = state.spec.id;
     let output_error = |source: OutputError| FinalizeError::Output { job, source };
-    let mut consolidator = Consolidator::new(aggregate, state.spec.total_items);
     let output_path = output_dir.join(format!("{job}.jsonl"));
     let mut written = Written::default();
     write_atomically(&output_path, |out| {
@@ -162,6 +179,11 @@ fn write_files(
         // What the output holds of what was submitted.
         summary["chunks_done"] = chunks.len().into();
         summary["items_submitted"] = state.spec.total_items.into();
+    }
+    if let Some(staged) = stages {
+        summary["pipeline"] = staged.plan.describe().into();
+        summary["stages"] =
+            serde_json::to_value(&staged.stages).map_err(|e| output_error(e.into()))?;
     }
     if let Some(results) = inline {
         summary["results"] = serde_json::Value::Array(results);

@@ -10,6 +10,7 @@ use taskq_common::control::JOB_CANCELLED_TYPE;
 use taskq_common::envelope::{self, ResultBatch, ResultMessage, RESULT_BATCH_TYPE};
 use taskq_common::job::JobId;
 use taskq_common::settle::Received;
+use taskq_common::stages::ChunkRef;
 use taskq_common::store::Recorded;
 use tracing::Instrument;
 
@@ -94,7 +95,11 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
         .store
         .record_result(
             job,
-            result.task_id,
+            ChunkRef {
+                stage: result.stage,
+                level: result.level,
+                chunk: result.task_id,
+            },
             result.items,
             result.failed,
             &result.payload,

@@ -40,6 +40,9 @@ pub enum OutputError {
 pub struct Consolidator {
     aggregate: Folder,
     inline: Option<Vec<serde_json::Value>>,
+    /// The next line's index when lines are numbered as written (after a flat-map stage, items no
+    /// longer match the job's input positions).
+    renumbered: Option<u64>,
 }
 
 impl Consolidator {
@@ -49,7 +52,14 @@ impl Consolidator {
         Self {
             aggregate: aggregate.folder(),
             inline: (total_items <= INLINE_RESULTS_MAX).then(Vec::new),
+            renumbered: None,
         }
+    }
+
+    /// Numbers lines in the order they are written instead of by their items' positions.
+    pub fn renumbering(mut self) -> Self {
+        self.renumbered = Some(0);
+        self
     }
 
     /// Writes one chunk's lines (chunks must come in order).
@@ -64,13 +74,26 @@ impl Consolidator {
             if let Ok(output) = line.outcome {
                 self.aggregate.add(output.get());
             }
+            let mut written = Line::of(line);
+            if let Some(next) = &mut self.renumbered {
+                written.index = *next;
+                *next += 1;
+            }
+            // A job whose stages multiply its items may pass the inline limit after all.
+            if self
+                .inline
+                .as_ref()
+                .is_some_and(|inline| inline.len() as u64 >= INLINE_RESULTS_MAX)
+            {
+                self.inline = None;
+            }
             match &mut self.inline {
                 Some(inline) => {
-                    let text = serde_json::to_string(&Line::of(line))?;
+                    let text = serde_json::to_string(&written)?;
                     out.write_all(text.as_bytes())?;
                     inline.push(serde_json::from_str(&text)?);
                 }
-                None => serde_json::to_writer(&mut *out, &Line::of(line))?,
+                None => serde_json::to_writer(&mut *out, &written)?,
             }
             out.write_all(b"\n")?;
         }

@@ -257,6 +257,14 @@ pub struct SubmitOptions {
     /// With --wait: give up waiting after this many seconds (exit 1); the job itself goes on.
     #[arg(long, requires = "wait")]
     pub timeout: Option<u64>,
+    /// Run the outputs through another kind as a next stage (repeat for more): each chunk's outputs
+    /// become the next stage's items as soon as the chunk finishes, with no barrier between stages.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind, conflicts_with = "spec")]
+    pub then: Vec<String>,
+    /// A job spec (TOML) naming the stages, their kinds, edges (map, flat-map, reduce), chunk size and
+    /// caps; its first stage must be the kind submitted. See README "Stages".
+    #[arg(long, value_name = "PATH")]
+    pub spec: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

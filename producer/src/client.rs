@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use taskq_common::broker::{self, Publisher};
 use taskq_common::job::{ChunkSize, JobId, JobState};
 use taskq_common::registry::{Membership, Registry};
+use taskq_common::stages::Plan;
 use taskq_common::store::JobStore;
 use taskq_common::task::Task;
 use taskq_common::topology::Topology;
@@ -38,6 +39,9 @@ pub struct JobOptions {
     pub allow_unserved: bool,
     /// Send every chunk to every live worker serving the kind; each runs its own share.
     pub broadcast: bool,
+    /// Later stages: the job's outputs flow through them (the plan's first stage is the kind
+    /// submitted). `None` for a job of one stage.
+    pub plan: Option<Plan>,
 }
 
 /// A connection to one taskq deployment (broker, Redis, prefix) for submitting and following jobs.
@@ -124,15 +128,32 @@ impl Client {
             return Err(ProducerError::Input("a job needs at least one item".into()));
         }
         let (membership, declared_chunk_size) = self.served(&input.kind, options).await?;
-        let per_chunk = match options.chunk_size {
-            Some(size) => size.get(),
-            None => declared_chunk_size.unwrap_or(1) as usize,
+        let stages = options.plan.as_ref().map(Plan::stages).unwrap_or_default();
+        if options.broadcast && !stages.is_empty() {
+            return Err(ProducerError::Input(
+                "a broadcast job has one stage: submit it without --then or --spec".into(),
+            ));
+        }
+        for stage in stages.iter().skip(1) {
+            self.served(&stage.kind, options).await?;
+        }
+        let planned_chunk_size = stages.first().and_then(|stage| stage.chunk_size);
+        let per_chunk = match (options.chunk_size, planned_chunk_size) {
+            (Some(size), _) => size.get(),
+            (None, Some(size)) => size as usize,
+            (None, None) => declared_chunk_size.unwrap_or(1) as usize,
         };
-        let prepared = prepare::build(input, per_chunk, self.store.topology());
+        let mut prepared = prepare::build(input, per_chunk, self.store.topology());
+        if let Some(plan) = &options.plan {
+            prepared = prepared.with_plan(plan.clone());
+        }
         if options.broadcast {
             broadcast::validate(&prepared).map_err(ProducerError::Input)?;
         }
         let mut broker = self.broker.lock().await;
+        for stage in stages.iter().skip(1) {
+            self.declared(&mut broker, &stage.kind).await?;
+        }
         let opened = self.declared(&mut broker, &input.kind).await?;
         let (store, publisher) = (&self.store, &opened.publisher);
         let published = if let (true, Some(membership)) = (options.broadcast, &membership) {

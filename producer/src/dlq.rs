@@ -236,6 +236,9 @@ fn replay_job(letters: &[Letter], topology: &Topology) -> Result<Prepared, Strin
             job_id: id,
             task_id,
             attempt: 1,
+            // A dead chunk of a later stage runs again as a job of its own kind alone.
+            stage: 0,
+            level: 0,
             ..(*task).clone()
         };
         messages.push(Outgoing {
@@ -253,5 +256,9 @@ fn replay_job(letters: &[Letter], topology: &Topology) -> Result<Prepared, Strin
         total_items,
         submitted_at_ms: now_ms(),
     };
-    Ok(Prepared { spec, messages })
+    Ok(Prepared {
+        spec,
+        messages,
+        plan: None,
+    })
 }

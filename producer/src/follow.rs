@@ -4,12 +4,12 @@ use std::time::{Duration, Instant};
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use taskq_common::job::{JobId, JobState, JobStatus};
 use taskq_common::store::JobStore;
 use tokio_util::sync::CancellationToken;
 
+use crate::bars::Bars;
 use crate::ProducerError;
 
 /// The first wait between progress reads; each next one is 1.5 times longer, up to [`POLL_MAX`]. The
@@ -18,6 +18,21 @@ use crate::ProducerError;
 const POLL_FIRST: Duration = Duration::from_millis(10);
 /// The longest wait between progress reads.
 const POLL_MAX: Duration = Duration::from_millis(250);
+
+/// A job's state as `status` prints it, with each stage's progress for a job of several.
+pub async fn status_json(
+    store: &JobStore,
+    state: &JobState,
+) -> Result<serde_json::Value, ProducerError> {
+    let mut value = state_json(state);
+    if !state.status.is_final() {
+        if let Some(progress) = store.stage_progress(state.spec.id).await? {
+            value["pipeline"] = json!(progress.plan.describe());
+            value["stages"] = json!(progress.stages);
+        }
+    }
+    Ok(value)
+}
 
 /// A job's state as the JSON `status` and `wait` print: the consumer's summary once completed or
 /// cancelled.
@@ -82,18 +97,19 @@ pub async fn wait_announced(
     shutdown: &CancellationToken,
 ) -> Result<JobState, ProducerError> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let mut bar: Option<ProgressBar> = None;
+    let mut bars: Option<Bars> = None;
     let mut poll = POLL_FIRST;
     loop {
         match store.job_state(job).await {
             Ok(Some(state)) => {
                 if progress == Progress::Bar {
-                    let bar = bar.get_or_insert_with(|| progress_bar(&state));
-                    bar.set_position(state.items_done);
+                    let stages = store.stage_progress(job).await.ok().flatten();
+                    let bars = bars.get_or_insert_with(|| Bars::new(&state, stages.as_ref()));
+                    bars.update(&state, stages.as_ref());
                 }
                 if state.status.is_final() {
-                    if let Some(bar) = &bar {
-                        bar.finish_and_clear();
+                    if let Some(bars) = &bars {
+                        bars.clear();
                     }
                     return Ok(state);
                 }
@@ -122,17 +138,4 @@ pub async fn wait_announced(
         }
         poll = poll.mul_f64(1.5).min(POLL_MAX);
     }
-}
-
-fn progress_bar(state: &JobState) -> ProgressBar {
-    let bar =
-        ProgressBar::with_draw_target(Some(state.spec.total_items), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{spinner} {msg} [{elapsed_precise}] {wide_bar} {pos}/{len} items ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_message(format!("{} {}", state.spec.kind, state.spec.id));
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }

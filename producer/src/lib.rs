@@ -16,6 +16,7 @@
 //!   [`cancel`]: cancelling a job.
 
 pub(crate) mod announcements;
+pub(crate) mod bars;
 pub(crate) mod broadcast;
 pub(crate) mod cancel;
 pub mod cli;
@@ -241,7 +242,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerEr
         Command::Status { job } => {
             let store = JobStore::connect(&cli.connection.redis_url, topology).await?;
             let state = store.require_job(job).await?;
-            print_json(&follow::state_json(&state));
+            print_json(&follow::status_json(&store, &state).await?);
             Ok(())
         }
         Command::Wait { job, timeout } => {
@@ -319,11 +320,13 @@ async fn submit_job(
     shutdown: &CancellationToken,
 ) -> Result<(), ProducerError> {
     let (input, options) = prepare::parse(job).map_err(ProducerError::Input)?;
+    let plan = prepare::plan(&input.kind, &options).map_err(ProducerError::Input)?;
     let client = connect(connection).await?;
     let job_options = JobOptions {
         chunk_size: options.chunk_size,
         allow_unserved: options.allow_unserved,
         broadcast,
+        plan,
     };
     let id = client
         .submit_input(&input, &job_options, shutdown)

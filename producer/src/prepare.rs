@@ -7,6 +7,7 @@ use taskq_common::broker::Outgoing;
 use taskq_common::envelope::{encode, TaskMessage, WIRE_VERSION};
 use taskq_common::job::{now_ms, JobId, JobSpec};
 use taskq_common::payload::TaskPayload;
+use taskq_common::stages::{spec, Plan};
 use taskq_common::topology::Topology;
 
 use crate::cli::{JsonJobArgs, SquareArgs, SubmitJob, SubmitOptions, SumSquaresArgs};
@@ -22,8 +23,42 @@ pub const SUM_SQUARES_MAX_N: u64 = 1 << 40;
 pub struct Prepared {
     /// What goes into Redis.
     pub spec: JobSpec,
-    /// One message per chunk, in order.
+    /// One message per chunk (of the first stage), in order.
     pub messages: Vec<Outgoing>,
+    /// The job's stages, when it has several.
+    pub plan: Option<Plan>,
+}
+
+impl Prepared {
+    /// Makes the job one of several stages: its record names the last stage's kind (whose outputs the
+    /// job's output holds) and the results the consumer waits for.
+    pub fn with_plan(mut self, plan: Plan) -> Self {
+        let source_chunks = self.messages.len() as u32;
+        self.spec.kind = plan.last_kind().to_owned();
+        self.spec.total_chunks = plan.results(source_chunks);
+        self.plan = Some(plan);
+        self
+    }
+}
+
+/// The stages `options` ask for (`--then` or `--spec`) for a job of `kind`; `None` for one stage.
+pub fn plan(kind: &str, options: &SubmitOptions) -> Result<Option<Plan>, String> {
+    if let Some(path) = &options.spec {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the job spec {}: {e}", path.display()))?;
+        let plan = spec::parse(&path.display().to_string(), &text)?;
+        let first = &plan.stages()[0].kind;
+        if first != kind {
+            return Err(format!(
+                "the spec's first stage runs '{first}', but the items were given for '{kind}': submit them as `producer submit {first} ...`"
+            ));
+        }
+        return Ok(Some(plan));
+    }
+    if options.then.is_empty() {
+        return Ok(None);
+    }
+    Plan::chain(kind, &options.then).map(Some)
 }
 
 /// A job's kind and validated items.
@@ -183,6 +218,8 @@ fn build_typed<T: Serialize>(
             task_id,
             kind: kind.to_owned(),
             attempt: 1,
+            stage: 0,
+            level: 0,
             payload: encode(&payload),
         };
         messages.push(Outgoing {
@@ -200,7 +237,11 @@ fn build_typed<T: Serialize>(
         total_items: items.len() as u64,
         submitted_at_ms: now_ms(),
     };
-    Prepared { spec, messages }
+    Prepared {
+        spec,
+        messages,
+        plan: None,
+    }
 }
 
 #[cfg(test)]

@@ -24,10 +24,17 @@ pub async fn publish(
     prepared: Prepared,
     shutdown: &CancellationToken,
 ) -> Result<JobId, ProducerError> {
-    let Prepared { spec, messages } = prepared;
+    let Prepared {
+        spec,
+        messages,
+        plan,
+    } = prepared;
     let job = spec.id;
-    let total = spec.total_chunks;
-    store.create_job(&spec).await?;
+    let total = messages.len() as u32;
+    match &plan {
+        Some(plan) => store.create_staged_job(&spec, plan, total).await?,
+        None => store.create_job(&spec).await?,
+    }
     tracing::info!(%job, kind = %spec.kind, items = spec.total_items, chunks = total, "submitting");
 
     let confirmed = AtomicU32::new(0);

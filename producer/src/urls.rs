@@ -109,6 +109,8 @@ mod tests {
                 allow_unserved: false,
                 wait: false,
                 timeout: None,
+                then: Vec::new(),
+                spec: None,
             },
         }
     }

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use worker::stock::StockArgs;
 
-use crate::test_kinds::{TestAbort, TestEchoAfter, TestFlaky, UserSquare};
+use crate::test_kinds::{TestAbort, TestEchoAfter, TestFlaky, TestNegate, TestSum, UserSquare};
 
 /// A worker for taskq's own tests: the built-in kinds (sum-squares, square, download) and the test-only
-/// kinds test-abort, test-flaky, test-echo-after and user-square. Same flags and environment as `worker`.
+/// kinds test-abort, test-flaky, test-echo-after, user-square, test-sum and test-negate. Same flags and environment as `worker`.
 #[derive(Debug, Parser)]
 #[command(name = "test-worker", version)]
 struct Cli {
@@ -31,6 +31,8 @@ async fn main() -> ExitCode {
         .cpu_task(TestFlaky)
         .io_task(TestEchoAfter)
         .cpu_task(UserSquare)
+        .cpu_task(TestSum)
+        .cpu_task(TestNegate)
         .run_with(args)
         .await
 }

@@ -389,6 +389,8 @@ impl Deployment {
             task_id: chunk,
             kind: kind.into(),
             attempt: 1,
+            stage: 0,
+            level: 0,
             payload,
         });
         self.raw_task(kind, body)

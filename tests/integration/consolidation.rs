@@ -29,6 +29,8 @@ fn result_message(job: JobId, chunk: u32, x: i64) -> ResultMessage {
         task_id: chunk,
         kind: "square".into(),
         attempt: 1,
+        stage: 0,
+        level: 0,
         worker_id: "test".into(),
         items: 1,
         failed: 0,

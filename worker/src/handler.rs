@@ -15,6 +15,7 @@ use taskq_common::envelope::{self, decode_payload, ResultMessage, TaskMessage, W
 use taskq_common::job::JobStatus;
 use taskq_common::payload::TaskPayload;
 use taskq_common::settle::Received;
+use taskq_common::stages::{ChunkRef, StagedJob};
 use taskq_common::store::{Claim, JobStore};
 use taskq_common::topology::{Topology, REASON_HEADER, RETRY_DELAYS};
 use tracing::Instrument;
@@ -27,6 +28,7 @@ use crate::kinds::output::{fail_chunk, ChunkOutput, RunError};
 use crate::kinds::{Kind, Kinds, Runner};
 use crate::pool::{CpuPool, Permit, PoolOutcome};
 use crate::results::ResultPublisher;
+use crate::stages::{self, upstream};
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
 /// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
@@ -105,8 +107,9 @@ enum Settle {
     Requeue(Duration),
     /// It can never run: to the dead-letter queue with the reason.
     Refuse(String),
-    /// Quarantined: its items are reported failed and it goes to the dead-letter queue.
-    GiveUp(String),
+    /// Quarantined: its items are reported failed (passed on like any output of its stage) and it goes
+    /// to the dead-letter queue.
+    GiveUp(String, Option<StagedJob>),
     /// A task asked for another attempt: republish it with a delay.
     RetryLater(String),
 }
@@ -126,7 +129,9 @@ async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
         Settle::Ack => delivery.ack().await,
         Settle::Requeue(delay) => delivery.requeue_after(delay).await,
         Settle::Refuse(reason) => refuse(context, delivery, &reason, attempts).await,
-        Settle::GiveUp(reason) => give_up(context, delivery, &task, &reason).await,
+        Settle::GiveUp(reason, staged) => {
+            give_up(context, delivery, &task, staged.as_ref(), &reason).await
+        }
         Settle::RetryLater(reason) => retry_later(context, delivery, &task, &reason).await,
     }
 }
@@ -148,15 +153,21 @@ async fn run_kind(context: &Context, task: &TaskMessage, kind: &Kind) -> Settle 
     let received = Instant::now();
     // A chunk that must not run returns here, and its `upcoming` is dropped before a quarantined
     // chunk's failed items are published.
-    if let Some(settle) = check_status(context, task).await {
-        return settle;
-    }
+    let staged = match check_status(context, task).await {
+        Ok(staged) => staged,
+        Err(settle) => return settle,
+    };
     let status_checked = received.elapsed();
     let ran = run_chunk(context, task, kind, ready).await;
     drop(upcoming);
     match ran {
         Ran::Finished(output, compute) => {
-            finish(context, task, kind, output, compute, status_checked).await
+            let ran = Finished {
+                output,
+                compute,
+                status_checked,
+            };
+            finish(context, task, kind, staged.as_ref(), ran).await
         }
         Ran::Stopped => {
             end_run(context, task).await;
@@ -169,17 +180,31 @@ async fn run_kind(context: &Context, task: &TaskMessage, kind: &Kind) -> Settle 
     }
 }
 
+/// A chunk that ran to the end.
+struct Finished {
+    /// What it produced.
+    output: ChunkOutput,
+    /// Time computing.
+    compute: Duration,
+    /// Time the status check took.
+    status_checked: Duration,
+}
+
 /// What becomes of a chunk that ran: another attempt later if an item asked for one and retries are
-/// left, else its result published (with its failures counted) and the delivery acked, or dead-lettered
-/// when retries ran out.
+/// left, else its output passed on (its result published, or its stage's follow-up) with its failures
+/// counted and the delivery acked, or dead-lettered when retries ran out.
 async fn finish(
     context: &Context,
     task: &TaskMessage,
     kind: &Kind,
-    output: ChunkOutput,
-    compute: Duration,
-    status_checked: Duration,
+    staged: Option<&StagedJob>,
+    ran: Finished,
 ) -> Settle {
+    let Finished {
+        output,
+        compute,
+        status_checked,
+    } = ran;
     let retry_reason = output.retry_reason.clone();
     if let Some(reason) = &retry_reason {
         if task.attempt <= kind.max_retries.unwrap_or(context.max_retries) {
@@ -189,9 +214,10 @@ async fn finish(
     }
     let (items, failed) = (output.items, output.failed);
     let publishing = Instant::now();
-    // The run's end is recorded by the consumer with its result, not here: one round trip less per chunk.
-    if let Err(error) = publish_result(context, task, output).await {
-        tracing::warn!("result not published ({error}); the chunk goes back to the queue");
+    // The run's end is recorded with the result (by the consumer, or with the stage's follow-up), not
+    // here: one round trip less per chunk.
+    if let Err(error) = stages::pass_on(context, task, staged, output).await {
+        tracing::warn!("output not passed on ({error}); the chunk goes back to the queue");
         end_run(context, task).await;
         return Settle::Requeue(RETRY_DELAY);
     }
@@ -219,33 +245,42 @@ async fn finish(
     }
 }
 
-/// Claims a run of the chunk in Redis; `Some` when the chunk must not run (its job ended, it keeps
-/// killing workers, Redis does not know its job, or Redis failed).
-async fn check_status(context: &Context, task: &TaskMessage) -> Option<Settle> {
-    let claim = match context.store.claim_run(task.job_id, task.task_id).await {
+/// Claims a run of the chunk in Redis and returns the job's stages (`None` for a job of one stage); or
+/// how to settle the chunk when it must not run (its job ended, it keeps killing workers, Redis does
+/// not know its job, or Redis failed).
+async fn check_status(context: &Context, task: &TaskMessage) -> Result<Option<StagedJob>, Settle> {
+    let claim = match context
+        .store
+        .claim_run(task.job_id, ChunkRef::of(task))
+        .await
+    {
         Ok(claim) => claim,
         Err(error) => {
             tracing::warn!("{error}; the chunk goes back to the queue");
-            return Some(Settle::Requeue(RETRY_DELAY));
+            return Err(Settle::Requeue(RETRY_DELAY));
         }
     };
     let Claim {
         status,
         unfinished_runs,
+        staged,
     } = claim;
     let dropped = |why: &str| {
         tracing::info!("{why}; chunk dropped");
-        Some(Settle::Ack)
+        Err(Settle::Ack)
     };
     match status {
         Some(JobStatus::Failed) => dropped("job was marked failed"),
         Some(JobStatus::Completed) => dropped("job already completed (a duplicate chunk)"),
         Some(JobStatus::Cancelling | JobStatus::Cancelled) => dropped("job was cancelled"),
-        Some(_) if unfinished_runs > POISON_RUNS => Some(Settle::GiveUp(format!(
-            "started {unfinished_runs} times without finishing: it kills the worker that runs it"
-        ))),
-        Some(_) => None,
-        None => Some(Settle::Refuse(format!(
+        Some(_) if unfinished_runs > POISON_RUNS => Err(Settle::GiveUp(
+            format!(
+                "started {unfinished_runs} times without finishing: it kills the worker that runs it"
+            ),
+            staged,
+        )),
+        Some(_) => Ok(staged),
+        None => Err(Settle::Refuse(format!(
             "chunk of job {}, which Redis does not know under prefix '{}' (expired, or Redis was wiped)",
             task.job_id,
             context.topology.prefix()
@@ -275,6 +310,12 @@ async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Re
         Ok(payload) => payload,
         Err(error) => return Ran::Failed(error.to_string()),
     };
+    // Items that failed in an earlier stage are not run: the rest runs in parts, merged afterwards.
+    let whole = (!payload.missing.is_empty()).then(|| payload.clone());
+    let parts = match upstream::runnable_parts(payload) {
+        Ok(parts) => parts,
+        Err(error) => return Ran::Failed(error.to_string()),
+    };
     let running = context.cancels.start(task.job_id);
     let cancel = running.token();
     let started = Instant::now();
@@ -292,10 +333,12 @@ async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Re
                     cancel,
                     items,
                 };
-                (run.run(&payload, &run_this), started.elapsed())
+                let outputs: Result<Vec<_>, _> =
+                    parts.iter().map(|part| run.run(part, &run_this)).collect();
+                (outputs, started.elapsed())
             };
             match context.pool.run(permit, chunk).await {
-                PoolOutcome::Done((outcome, compute)) => outcome.map(|output| (output, compute)),
+                PoolOutcome::Done((outcome, compute)) => outcome.map(|outputs| (outputs, compute)),
                 PoolOutcome::Panicked(message) => {
                     return Ran::Failed(format!("the chunk {message}"))
                 }
@@ -309,13 +352,29 @@ async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Re
                 cancel,
                 lane: context.io.clone(),
             };
-            run.run(payload, io_run)
-                .await
-                .map(|output| (output, started.elapsed()))
+            let mut outputs = Vec::with_capacity(parts.len());
+            let mut failure = None;
+            for part in parts {
+                match run.run(part, io_run.clone()).await {
+                    Ok(output) => outputs.push(output),
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some(error) => Err(error),
+                None => Ok((outputs, started.elapsed())),
+            }
         }
     };
     drop(running);
-    match outcome {
+    let merged = outcome.and_then(|(mut outputs, compute)| match &whole {
+        None => Ok((outputs.remove(0), compute)),
+        Some(whole) => Ok((upstream::merge(whole, outputs)?, compute)),
+    });
+    match merged {
         Ok((output, compute)) => Ran::Finished(output, compute),
         Err(RunError::Cancelled) => Ran::Stopped,
         Err(error) => Ran::Failed(error.to_string()),
@@ -324,13 +383,13 @@ async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Re
 
 /// The run failed (or never started): it no longer counts towards quarantine.
 async fn end_run(context: &Context, task: &TaskMessage) {
-    if let Err(error) = context.store.end_run(task.job_id, task.task_id).await {
+    if let Err(error) = context.store.end_run(task.job_id, ChunkRef::of(task)).await {
         tracing::warn!("{error}; this run may count towards quarantining the chunk");
     }
 }
 
-/// Publishes a chunk's result and waits for the broker's confirm.
-async fn publish_result(
+/// Publishes a chunk's result for the consumer and waits for the broker's confirm.
+pub(crate) async fn publish_result(
     context: &Context,
     task: &TaskMessage,
     output: ChunkOutput,
@@ -341,6 +400,8 @@ async fn publish_result(
         task_id: task.task_id,
         kind: task.kind.clone(),
         attempt: task.attempt,
+        stage: task.stage,
+        level: task.level,
         worker_id: context.worker_id.clone(),
         items: output.items,
         failed: output.failed,
@@ -351,9 +412,15 @@ async fn publish_result(
 
 /// Gives up on a chunk that must not run again: its items are reported failed with `reason`, so the job
 /// completes and counts them, and the message goes to the dead-letter queue for inspection.
-async fn give_up(context: &Context, delivery: &Received, task: &TaskMessage, reason: &str) {
+async fn give_up(
+    context: &Context,
+    delivery: &Received,
+    task: &TaskMessage,
+    staged: Option<&StagedJob>,
+    reason: &str,
+) {
     if let Ok(output) = fail_chunk(&task.payload, reason) {
-        if let Err(error) = publish_result(context, task, output).await {
+        if let Err(error) = stages::pass_on(context, task, staged, output).await {
             tracing::warn!(
                 "failed items not published ({error}); the chunk goes back to the queue"
             );

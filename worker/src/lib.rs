@@ -37,6 +37,7 @@ pub(crate) mod results;
 pub(crate) mod session;
 pub mod settings;
 pub(crate) mod shares;
+pub(crate) mod stages;
 pub mod stock;
 pub(crate) mod takeover;
 pub mod tasks;

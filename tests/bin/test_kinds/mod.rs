@@ -4,9 +4,11 @@
 mod abort;
 mod echo_after;
 mod flaky;
+mod sum;
 mod user_square;
 
 pub use abort::TestAbort;
 pub use echo_after::TestEchoAfter;
 pub use flaky::TestFlaky;
+pub use sum::{TestNegate, TestSum};
 pub use user_square::UserSquare;

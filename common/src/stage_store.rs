@@ -1,0 +1,266 @@
+//! A multi-stage job's state in Redis: its plan in the job record, each earlier stage's chunks recorded
+//! once (with per-stage counts and times), a reduce's partial results and how many children each node
+//! has, and how many chunks of a stage are in flight (for its cap).
+//!
+//! The last stage is recorded by the consumer like any job's chunks ([`JobStore::record_result`]); the
+//! stages before it are recorded here by the worker that ran the chunk, once its follow-up is confirmed
+//! by the broker. Recording and counting are one script, so a chunk that runs twice counts once.
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+
+use crate::job::{JobId, JobSpec};
+use crate::stages::{ChunkRef, Plan};
+use crate::store::{command, JobStore, StoreError};
+
+/// Records an earlier stage's chunk as done, once; stores a reduce value and counts it for its parent.
+/// KEYS: job, done, runs, partials, groups.
+/// ARGV: field, stage, items, failed, [value field, value, parent field].
+const RECORD_STAGE: &str = r#"
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {-1, 0} end
+if status == 'failed' then return {-2, 0} end
+if status == 'cancelled' or status == 'cancelling' then return {-3, 0} end
+if status == 'completed' then return {0, 0} end
+redis.call('HDEL', KEYS[3], ARGV[1])
+local new = redis.call('HSETNX', KEYS[2], ARGV[1], 1)
+if new == 1 then
+  local p = 's' .. ARGV[2] .. '.'
+  redis.call('HINCRBY', KEYS[1], p .. 'chunks', 1)
+  redis.call('HINCRBY', KEYS[1], p .. 'items', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], p .. 'failed', ARGV[4])
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], p .. 'finished_ms', now[1] * 1000 + math.floor(now[2] / 1000))
+  if ARGV[5] then
+    redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+    redis.call('HINCRBY', KEYS[5], ARGV[7], 1)
+  end
+else
+  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+end
+local children = 0
+if ARGV[7] then children = tonumber(redis.call('HGET', KEYS[5], ARGV[7]) or '0') end
+return {new, children}
+"#;
+
+/// Chunks of a stage published and not yet done. KEYS: job. ARGV: stage, 1 if it is the last stage.
+const IN_FLIGHT: &str = r#"
+local p = 's' .. ARGV[1] .. '.'
+local published = tonumber(redis.call('HGET', KEYS[1], p .. 'published') or '0')
+local done_field = p .. 'chunks'
+if ARGV[2] == '1' then done_field = 'chunks_done' end
+local done = tonumber(redis.call('HGET', KEYS[1], done_field) or '0')
+return published - done
+"#;
+
+/// What recording an earlier stage's chunk came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageRecorded {
+    /// Recorded (`new`: for the first time). `siblings_done`: for a reduce value, how many children of
+    /// its parent node are recorded now (the parent may start when all are).
+    Done {
+        /// First time this chunk was recorded.
+        new: bool,
+        /// Children of the parent node recorded so far (0 when not a reduce value).
+        siblings_done: u32,
+    },
+    /// The job failed, was cancelled or completed: nothing more is wanted of it.
+    JobEnded,
+    /// Redis does not know the job.
+    UnknownJob,
+}
+
+/// A reduce value to store with its chunk: where it sits in the tree, the value, and the node that
+/// folds it.
+#[derive(Debug, Clone, Copy)]
+pub struct ReduceValue<'a> {
+    /// The value's node: a leaf (level 0) for an output of the stage before the reduce.
+    pub node: ChunkRef,
+    /// The value as stored (see [`crate::stages::tree`]).
+    pub stored: &'a str,
+    /// The node that folds it.
+    pub parent: ChunkRef,
+}
+
+/// One stage's progress, as `producer status` and the summary show it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct StageStats {
+    /// The stage's kind.
+    pub kind: String,
+    /// How it takes its predecessor's outputs (`source` for the first stage).
+    pub edge: String,
+    /// Chunks the stage runs in all.
+    pub chunks: u32,
+    /// Chunks recorded so far.
+    pub chunks_done: u32,
+    /// Items its recorded chunks held.
+    pub items: u64,
+    /// Of those, items that failed.
+    pub failed: u64,
+    /// When its first chunk started, ms since the Unix epoch.
+    pub started_ms: Option<u64>,
+    /// When its latest chunk was recorded, ms since the Unix epoch.
+    pub finished_ms: Option<u64>,
+}
+
+/// A multi-stage job's plan and each stage's progress.
+#[derive(Debug, Clone)]
+pub struct StageProgress {
+    /// The stages.
+    pub plan: Plan,
+    /// Progress of each stage, in order.
+    pub stages: Vec<StageStats>,
+}
+
+impl JobStore {
+    /// Records a new multi-stage job (status `submitting`): the spec (its `total_chunks` are the
+    /// results the consumer waits for), the plan and the first stage's chunk count.
+    pub async fn create_staged_job(
+        &self,
+        spec: &JobSpec,
+        plan: &Plan,
+        source_chunks: u32,
+    ) -> Result<(), StoreError> {
+        let extra = [
+            ("stages", plan.to_json()),
+            ("source_chunks", source_chunks.to_string()),
+        ];
+        self.create_job_with(spec, &extra).await
+    }
+
+    /// Records that `chunk` of an earlier stage is done (its follow-up confirmed), with its item
+    /// counts, and for a reduce its value. Counts once however often the chunk ran.
+    pub async fn record_stage_chunk(
+        &self,
+        job: JobId,
+        chunk: ChunkRef,
+        items: u32,
+        failed: u32,
+        value: Option<ReduceValue<'_>>,
+    ) -> Result<StageRecorded, StoreError> {
+        let topology = self.topology();
+        let script = redis::Script::new(RECORD_STAGE);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(topology.job_key(job))
+            .key(topology.job_done_key(job))
+            .key(topology.job_runs_key(job))
+            .key(topology.job_partials_key(job))
+            .key(topology.job_groups_key(job))
+            .arg(chunk.field())
+            .arg(chunk.stage)
+            .arg(items)
+            .arg(failed);
+        if let Some(value) = value {
+            invocation
+                .arg(value.node.field())
+                .arg(value.stored)
+                .arg(value.parent.field());
+        }
+        let (code, siblings): (i64, i64) = invocation
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(command("recording a stage chunk"))?;
+        Ok(match code {
+            -1 => StageRecorded::UnknownJob,
+            -2 | -3 => StageRecorded::JobEnded,
+            new => StageRecorded::Done {
+                new: new == 1,
+                siblings_done: siblings.max(0) as u32,
+            },
+        })
+    }
+
+    /// The stored reduce values of `chunks`, in order; `None` where one is missing.
+    pub async fn reduce_values(
+        &self,
+        job: JobId,
+        chunks: &[ChunkRef],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if chunks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields: Vec<String> = chunks.iter().map(ChunkRef::field).collect();
+        let mut hmget = redis::cmd("HMGET");
+        hmget
+            .arg(self.topology().job_partials_key(job))
+            .arg(&fields);
+        hmget
+            .query_async(&mut self.connection())
+            .await
+            .map_err(command("reading reduce values"))
+    }
+
+    /// Chunks of `stage` published and not yet recorded.
+    pub async fn stage_in_flight(
+        &self,
+        job: JobId,
+        stage: u16,
+        last: bool,
+    ) -> Result<i64, StoreError> {
+        redis::Script::new(IN_FLIGHT)
+            .key(self.topology().job_key(job))
+            .arg(stage)
+            .arg(if last { "1" } else { "0" })
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(command("counting a stage's chunks in flight"))
+    }
+
+    /// Counts one more chunk of `stage` published (for its cap).
+    pub async fn count_stage_published(&self, job: JobId, stage: u16) -> Result<(), StoreError> {
+        let _: i64 = self
+            .connection()
+            .hincr(
+                self.topology().job_key(job),
+                format!("s{stage}.published"),
+                1,
+            )
+            .await
+            .map_err(command("counting a published stage chunk"))?;
+        Ok(())
+    }
+
+    /// The job's stages and their progress; `None` for a job of one stage (or an unknown job).
+    pub async fn stage_progress(&self, job: JobId) -> Result<Option<StageProgress>, StoreError> {
+        let fields: HashMap<String, String> = self
+            .connection()
+            .hgetall(self.topology().job_key(job))
+            .await
+            .map_err(command("reading the job record"))?;
+        let Some(raw) = fields.get("stages") else {
+            return Ok(None);
+        };
+        let plan = Plan::from_json(raw).map_err(|detail| StoreError::Corrupt { job, detail })?;
+        let number = |name: &str| fields.get(name).and_then(|raw| raw.parse::<u64>().ok());
+        let source = number("source_chunks").unwrap_or(0) as u32;
+        let chunks = plan.chunks_per_stage(source);
+        let last = usize::from(plan.last());
+        let stages = plan
+            .stages()
+            .iter()
+            .enumerate()
+            .map(|(k, stage)| {
+                let field = |name: &str| number(&format!("s{k}.{name}"));
+                // The last stage's results are the consumer's counts; a reduce's nodes below its root
+                // are recorded like an earlier stage's chunks.
+                let recorded = |stage_field: &str, job_field: &str| {
+                    let consumer = if k == last { number(job_field) } else { None };
+                    field(stage_field).unwrap_or(0) + consumer.unwrap_or(0)
+                };
+                StageStats {
+                    kind: stage.kind.clone(),
+                    edge: stage.edge.map_or("source", |edge| edge.as_str()).to_owned(),
+                    chunks: chunks[k],
+                    chunks_done: recorded("chunks", "chunks_done") as u32,
+                    items: recorded("items", "items_done"),
+                    failed: recorded("failed", "items_failed"),
+                    started_ms: field("started_ms"),
+                    finished_ms: field("finished_ms"),
+                }
+            })
+            .collect();
+        Ok(Some(StageProgress { plan, stages }))
+    }
+}

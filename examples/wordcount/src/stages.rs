@@ -1,0 +1,90 @@
+//! Word count in three stages (see `wordcount.toml`): `split-words` turns each text into its words (a
+//! flat-map follows it, so each word becomes an item), `normalize-word` lowercases a word and trims
+//! its punctuation, and `count-words` folds words and partial counts into counts (a reduce: it folds
+//! its own outputs again, up a tree, so it takes either).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use taskq::{CpuTask, ItemContext, Task, TaskError, TaskOptions};
+
+/// Splits a text into its words, at whitespace.
+pub struct SplitWords;
+
+impl Task for SplitWords {
+    const NAME: &'static str = "split-words";
+    type Input = String;
+    type Output = Vec<String>;
+
+    fn options(&self) -> TaskOptions {
+        TaskOptions::default().chunk_size(10)
+    }
+}
+
+impl CpuTask for SplitWords {
+    fn run(&self, text: String, _: &ItemContext) -> Result<Vec<String>, TaskError> {
+        Ok(text.split_whitespace().map(str::to_owned).collect())
+    }
+}
+
+/// A word in lowercase without the punctuation around it ("Hello," becomes "hello").
+pub struct NormalizeWord;
+
+impl Task for NormalizeWord {
+    const NAME: &'static str = "normalize-word";
+    type Input = String;
+    type Output = String;
+}
+
+impl CpuTask for NormalizeWord {
+    fn run(&self, word: String, _: &ItemContext) -> Result<String, TaskError> {
+        let trimmed = word.trim_matches(|c: char| !c.is_alphanumeric());
+        if trimmed.is_empty() {
+            return Err(TaskError::permanent(format!(
+                "'{word}' has no letters or digits"
+            )));
+        }
+        Ok(trimmed.to_lowercase())
+    }
+}
+
+/// What `count-words` folds: words from `split-words`, or counts it made before.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WordsOrCounts {
+    /// A word.
+    Word(String),
+    /// A partial count.
+    Counts(BTreeMap<String, u64>),
+}
+
+/// Counts words, merging partial counts.
+pub struct CountWords;
+
+/// Each word and how often it occurs.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Counts(BTreeMap<String, u64>);
+
+impl Task for CountWords {
+    const NAME: &'static str = "count-words";
+    type Input = Vec<WordsOrCounts>;
+    type Output = Counts;
+}
+
+impl CpuTask for CountWords {
+    fn run(&self, values: Vec<WordsOrCounts>, _: &ItemContext) -> Result<Counts, TaskError> {
+        let mut counts = BTreeMap::new();
+        for value in values {
+            match value {
+                WordsOrCounts::Word(word) => *counts.entry(word).or_insert(0) += 1,
+                WordsOrCounts::Counts(partial) => {
+                    for (word, n) in partial {
+                        *counts.entry(word).or_insert(0) += n;
+                    }
+                }
+            }
+        }
+        Ok(Counts(counts))
+    }
+}
