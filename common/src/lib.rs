@@ -39,6 +39,7 @@ pub mod consume;
 pub mod control;
 pub mod dead_letter;
 pub mod envelope;
+pub mod image_job;
 pub mod job;
 pub mod payload;
 pub mod registry;

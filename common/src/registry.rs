@@ -176,6 +176,9 @@ pub struct KindInfo {
     /// How it runs, for people: for example the command of an `--exec` kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// It takes a `neighbours` edge (see [`crate::task::TaskOptions::neighbours`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub neighbours: bool,
 }
 
 /// The registry of one deployment. Cheap to clone; shares the job store's connection.

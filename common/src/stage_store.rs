@@ -44,6 +44,36 @@ if ARGV[7] then children = tonumber(redis.call('HGET', KEYS[5], ARGV[7]) or '0')
 return {new, children}
 "#;
 
+/// Records an earlier stage's chunk as done, once, with its outputs for a `neighbours` edge, and counts
+/// it towards each chunk of the next stage whose neighbourhood holds it (once per pair).
+/// KEYS: job, done, runs, partials, groups.
+/// ARGV: field, stage, items, failed, value field, value, then the joining chunks' fields.
+/// Returns, per joining chunk, how many of its neighbours are recorded now (empty when the job ended).
+const RECORD_JOINED: &str = r#"
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'submitting' and status ~= 'running' then return {} end
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('HSETNX', KEYS[2], ARGV[1], 1) == 1 then
+  local p = 's' .. ARGV[2] .. '.'
+  redis.call('HINCRBY', KEYS[1], p .. 'chunks', 1)
+  redis.call('HINCRBY', KEYS[1], p .. 'items', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], p .. 'failed', ARGV[4])
+  local now = redis.call('TIME')
+  redis.call('HSET', KEYS[1], p .. 'finished_ms', now[1] * 1000 + math.floor(now[2] / 1000))
+  redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+else
+  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
+end
+local counts = {}
+for i = 7, #ARGV do
+  if redis.call('HSETNX', KEYS[5], ARGV[i] .. '<' .. ARGV[5], 1) == 1 then
+    redis.call('HINCRBY', KEYS[5], ARGV[i], 1)
+  end
+  counts[#counts + 1] = tonumber(redis.call('HGET', KEYS[5], ARGV[i]))
+end
+return counts
+"#;
+
 /// Chunks of a stage published and not yet done. KEYS: job. ARGV: stage, 1 if it is the last stage.
 const IN_FLIGHT: &str = r#"
 local p = 's' .. ARGV[1] .. '.'
@@ -139,19 +169,8 @@ impl JobStore {
         failed: u32,
         value: Option<ReduceValue<'_>>,
     ) -> Result<StageRecorded, StoreError> {
-        let topology = self.topology();
         let script = redis::Script::new(RECORD_STAGE);
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .key(topology.job_key(job))
-            .key(topology.job_done_key(job))
-            .key(topology.job_runs_key(job))
-            .key(topology.job_partials_key(job))
-            .key(topology.job_groups_key(job))
-            .arg(chunk.field())
-            .arg(chunk.stage)
-            .arg(items)
-            .arg(failed);
+        let mut invocation = self.stage_invocation(&script, job, chunk, (items, failed));
         if let Some(value) = value {
             invocation
                 .arg(value.node.field())
@@ -170,6 +189,55 @@ impl JobStore {
                 siblings_done: siblings.max(0) as u32,
             },
         })
+    }
+
+    /// Records that `chunk` of an earlier stage is done, storing `value` (its outputs) as `node` of the
+    /// next stage, and counts it once for each of `joining` (the next stage's chunks whose neighbourhood
+    /// holds it). Returns how many neighbours each of `joining` has recorded now; `None` when the job
+    /// ended (or is unknown).
+    pub async fn record_joined_chunk(
+        &self,
+        job: JobId,
+        chunk: ChunkRef,
+        counts: (u32, u32),
+        value: (ChunkRef, &str),
+        joining: &[ChunkRef],
+    ) -> Result<Option<Vec<u32>>, StoreError> {
+        let script = redis::Script::new(RECORD_JOINED);
+        let mut invocation = self.stage_invocation(&script, job, chunk, counts);
+        invocation.arg(value.0.field()).arg(value.1);
+        for next in joining {
+            invocation.arg(next.field());
+        }
+        let recorded: Vec<u32> = invocation
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(command("recording a joined chunk"))?;
+        Ok((recorded.len() == joining.len()).then_some(recorded))
+    }
+
+    /// A recording script's call with the keys and first arguments every stage recording takes: the
+    /// job's record, done marks, runs, values and counters; the chunk, its stage and its item counts.
+    fn stage_invocation<'a>(
+        &self,
+        script: &'a redis::Script,
+        job: JobId,
+        chunk: ChunkRef,
+        (items, failed): (u32, u32),
+    ) -> redis::ScriptInvocation<'a> {
+        let topology = self.topology();
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(topology.job_key(job))
+            .key(topology.job_done_key(job))
+            .key(topology.job_runs_key(job))
+            .key(topology.job_partials_key(job))
+            .key(topology.job_groups_key(job))
+            .arg(chunk.field())
+            .arg(chunk.stage)
+            .arg(items)
+            .arg(failed);
+        invocation
     }
 
     /// The stored reduce values of `chunks`, in order; `None` where one is missing.

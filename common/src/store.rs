@@ -201,8 +201,9 @@ impl JobStore {
         self.create_job_with(spec, &[]).await
     }
 
-    /// Records a new job in status `submitting`, with `extra` fields beside the spec's.
-    pub(crate) async fn create_job_with(
+    /// Records a new job in status `submitting`, with `extra` fields beside the spec's (a multi-stage
+    /// job's plan, an image job's geometry).
+    pub async fn create_job_with(
         &self,
         spec: &JobSpec,
         extra: &[(&str, String)],

@@ -140,6 +140,12 @@ impl Topology {
         format!("{}:job:{job}:groups", self.prefix)
     }
 
+    /// The Redis string holding an image job's output PNG for the producer to fetch, for a while after
+    /// the job ends (the consumer writes it; it may run on another machine).
+    pub fn job_png_key(&self, job: JobId) -> String {
+        format!("{}:job:{job}:png", self.prefix)
+    }
+
     /// Every key a job uses only while it runs: deleted when it ends, whichever way.
     pub fn job_scratch_keys(&self, job: JobId) -> Vec<String> {
         vec![

@@ -11,6 +11,7 @@ use taskq_common::settle::Received;
 use taskq_common::store::JobStore;
 
 use crate::finalize::{finalize, FinalizeError};
+use crate::images::Images;
 
 /// How long a result waits before going back to the queue when Redis or the disk failed.
 pub(crate) const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -25,6 +26,8 @@ pub struct Context {
     pub output_dir: PathBuf,
     /// This consumer's name, for dead-letter headers.
     pub consumer_id: String,
+    /// Image jobs' PNGs being written.
+    pub images: Images,
 }
 
 /// Writes the job's output `how` it ends, then acks the delivery that asked for it; or returns the
@@ -39,7 +42,15 @@ pub(crate) async fn finish(context: &Context, delivery: &Received, job: JobId, h
 
 /// Writes the job's output `how` it ends. False when that failed and should be tried again later.
 pub(crate) async fn finish_job(context: &Context, job: JobId, how: Finish) -> bool {
-    match finalize(&context.store, &context.output_dir, job, how).await {
+    let images = &context.images;
+    let finalized = finalize(&context.store, &context.output_dir, images, job, how).await;
+    if !matches!(
+        finalized,
+        Err(FinalizeError::Store(_) | FinalizeError::Output { .. })
+    ) {
+        images.forget(job);
+    }
+    match finalized {
         Ok(summary) => tracing::info!(
             status = %summary["status"],
             items = %summary["items"],

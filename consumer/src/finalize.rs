@@ -16,6 +16,7 @@ use taskq_common::registry::Registry;
 use taskq_common::stage_store::StageProgress;
 use taskq_common::store::{JobStore, StoreError};
 
+use crate::images::{ImageError, Images};
 use crate::output::{Consolidator, OutputError, Written};
 
 /// Chunk results fetched from Redis per round trip.
@@ -47,6 +48,7 @@ pub enum FinalizeError {
 pub async fn finalize(
     store: &JobStore,
     output_dir: &Path,
+    images: &Images,
     job: JobId,
     how: Finish,
 ) -> Result<serde_json::Value, FinalizeError> {
@@ -68,6 +70,9 @@ pub async fn finalize(
                 other.as_str()
             )))
         }
+    }
+    if how == Finish::Complete && images.geometry(store, job).await?.is_some() {
+        return finalize_image(store, output_dir, images, &state).await;
     }
     let chunks = stored_chunks(store, &state, how).await?;
     let aggregate = declared_aggregate(store, &state.spec.kind).await?;
@@ -97,6 +102,54 @@ pub async fn finalize(
         Finish::Complete => store.complete(job, &summary).await?,
         Finish::Cancel => store.finish_cancelled(job, &summary).await?,
     }
+    Ok(summary)
+}
+
+/// Finishes an image job: its PNG completed and renamed into place, handed to the producer through
+/// Redis, and the job marked completed with a summary naming the file.
+async fn finalize_image(
+    store: &JobStore,
+    output_dir: &Path,
+    images: &Images,
+    state: &JobState,
+) -> Result<serde_json::Value, FinalizeError> {
+    let job = state.spec.id;
+    let path = images
+        .finish(store, output_dir, job)
+        .await
+        .map_err(|error| match error {
+            ImageError::Store(error) => FinalizeError::Store(error),
+            ImageError::Unusable(reason) => {
+                FinalizeError::Unfinishable(format!("the output PNG cannot be completed: {reason}"))
+            }
+            ImageError::Io(reason) => FinalizeError::Output {
+                job,
+                source: OutputError::Io(std::io::Error::other(reason)),
+            },
+        })?;
+    let file = std::fs::File::open(&path).map_err(|source| FinalizeError::Output {
+        job,
+        source: source.into(),
+    })?;
+    let bytes = store.store_png(job, file).await?;
+    let elapsed_ms = now_ms().saturating_sub(state.spec.submitted_at_ms).max(1);
+    let mut summary = serde_json::json!({
+        "job_id": job.to_string(),
+        "kind": state.spec.kind,
+        "status": JobStatus::Completed.as_str(),
+        "items": state.items_done,
+        "failed": state.items_failed,
+        "chunks": state.spec.total_chunks,
+        "duplicates_ignored": state.duplicates,
+        "elapsed_ms": elapsed_ms,
+        "output": absolute(&path).display().to_string(),
+        "png_bytes": bytes,
+    });
+    if let Some(staged) = store.stage_progress(job).await? {
+        summary["pipeline"] = staged.plan.describe().into();
+        summary["stages"] = serde_json::to_value(&staged.stages).unwrap_or_default();
+    }
+    store.complete(job, &summary).await?;
     Ok(summary)
 }
 

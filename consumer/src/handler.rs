@@ -15,6 +15,7 @@ use taskq_common::store::Recorded;
 use tracing::Instrument;
 
 use crate::context::{finish_job, refuse, Context, RETRY_DELAY};
+use crate::images::ImageError;
 
 /// Handles one result delivery (a batch of results, a single result, or a cancelled job's notice) to the
 /// end.
@@ -89,6 +90,38 @@ async fn record_all(context: &Context, delivery: &Received, results: Vec<ResultM
     }
 }
 
+/// Draws a recorded tile of an image job into its PNG; an error is the outcome to settle with instead.
+async fn draw_tile(context: &Context, result: &ResultMessage) -> Result<(), Outcome> {
+    let job = result.job_id;
+    let is_image = match context.images.geometry(&context.store, job).await {
+        Ok(geometry) => geometry.is_some(),
+        Err(error) => {
+            tracing::warn!("{error}; the result goes back to the queue");
+            return Err(Outcome::Retry);
+        }
+    };
+    if !is_image {
+        return Ok(());
+    }
+    let (store, dir) = (&context.store, context.output_dir.as_path());
+    let drawn = context
+        .images
+        .add(store, dir, job, result.task_id, result.payload.clone())
+        .await;
+    match drawn {
+        Ok(()) => Ok(()),
+        // The job cannot complete as an image: finishing it says so.
+        Err(ImageError::Unusable(reason)) => {
+            tracing::warn!("{reason}");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::warn!("{error}; the result goes back to the queue");
+            Err(Outcome::Retry)
+        }
+    }
+}
+
 async fn record(context: &Context, result: ResultMessage) -> Outcome {
     let job = result.job_id;
     let recorded = context
@@ -105,6 +138,11 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
             &result.payload,
         )
         .await;
+    if let Ok(Recorded::New { .. } | Recorded::Duplicate { .. }) = recorded {
+        if let Err(outcome) = draw_tile(context, &result).await {
+            return outcome;
+        }
+    }
     match recorded {
         Ok(Recorded::New { job_done }) => Outcome::Settled(job_done.then_some(job)),
         Ok(Recorded::Duplicate { job_done }) => {

@@ -13,6 +13,7 @@ pub(crate) mod cancelled;
 pub(crate) mod context;
 pub(crate) mod finalize;
 pub(crate) mod handler;
+pub(crate) mod images;
 pub(crate) mod output;
 pub(crate) mod session;
 pub mod settings;

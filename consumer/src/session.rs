@@ -42,6 +42,7 @@ impl Session {
             publisher,
             output_dir: settings.output_dir.clone(),
             consumer_id: consumer_id.to_owned(),
+            images: Default::default(),
         });
         Ok(Self {
             consuming: Consuming {

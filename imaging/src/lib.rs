@@ -16,6 +16,7 @@
 //! - `blur`: [`Blur`], the per-tile filter and the whole-image reference; `kernel` and
 //!   `convolve` hold its weights and its arithmetic.
 //! - `assemble`: a tile's next-pass input from its neighbours' outputs.
+//! - `check`: a PNG's chunks and checksums, so a damaged file is refused before anything is sent.
 //! - `read` / `write`: streaming PNG in and out with bounded memory (`forward` adapts a plain
 //!   reader to the decoder).
 //!
@@ -24,6 +25,7 @@
 
 mod assemble;
 mod blur;
+mod check;
 mod convolve;
 mod forward;
 mod grid;
@@ -35,6 +37,7 @@ mod write;
 
 pub use assemble::{assemble, AssembleError};
 pub use blur::{Blur, BlurError, MAX_SIGMA};
+pub use check::{check_png, StructureError};
 pub use grid::{GridError, Rect, TileGrid, TileSize};
 pub use pixels::{PixelError, PixelFormat, Region};
 pub use read::{ReadError, TileInput, TileReader};

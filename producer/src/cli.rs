@@ -162,6 +162,14 @@ pub enum SubmitJob {
     Square(SquareArgs),
     /// Download each URL: final URL, HTTP status, bytes, SHA-256 and time of each, or its error.
     Download(DownloadArgs),
+    /// Blur a PNG in tiles, exactly (the seed's mix-and-match example); waits and writes --output.
+    ///
+    /// The producer publishes each tile, with a halo of its neighbours' pixels, as soon as its rows are
+    /// decoded; workers blur tiles; the consumer writes the PNG band by band as tiles arrive; the
+    /// producer then writes it to --output. The result is byte for byte the same Gaussian blur applied
+    /// to the whole image in one process, whatever the tile size. With --passes K, each pass is a stage
+    /// and a tile of the next pass starts as soon as it and its neighbours are done.
+    ImageBlur(ImageBlurArgs),
     /// Any other kind a worker serves (yours, or an --exec program): KIND --items-file F | --items JSON.
     #[command(external_subcommand)]
     Other(Vec<String>),
@@ -194,6 +202,33 @@ pub struct JsonJobArgs {
 
 fn parse_kind(raw: &str) -> Result<String, String> {
     taskq_common::task::validate_kind_name(raw).map(|()| raw.to_owned())
+}
+
+/// An `image-blur` job.
+#[derive(Debug, Args)]
+pub struct ImageBlurArgs {
+    /// The PNG to blur: RGB or RGBA (grey too), 8 or 16 bits per sample, not interlaced.
+    #[arg(long, value_name = "PATH")]
+    pub input: std::path::PathBuf,
+    /// Where to write the blurred PNG (replaced whole once the job completes).
+    #[arg(long, value_name = "PATH")]
+    pub output: std::path::PathBuf,
+    /// The Gaussian's standard deviation in pixels, above 0 and at most 50; each tile travels with a
+    /// halo of ceil(3 sigma) pixels.
+    #[arg(long)]
+    pub sigma: f32,
+    /// Tile size in pixels: T for T x T, or WxH (like 4096x1 for one pixel row).
+    #[arg(long, default_value = "256", value_name = "T|WxH")]
+    pub tile: taskq_image::TileSize,
+    /// Blur this many times, each pass a stage of the job.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub passes: u32,
+    /// Enqueue even if no live worker serves image-blur (the tiles wait in its queue).
+    #[arg(long)]
+    pub allow_unserved: bool,
+    /// Give up waiting after this many seconds (exit 1); the job itself goes on.
+    #[arg(long)]
+    pub timeout: Option<u64>,
 }
 
 /// Data of a `sum-squares` job.

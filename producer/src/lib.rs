@@ -24,6 +24,7 @@ pub mod client;
 pub(crate) mod control;
 pub(crate) mod dlq;
 pub(crate) mod follow;
+pub(crate) mod image;
 pub(crate) mod input;
 pub(crate) mod items;
 pub(crate) mod kinds;
@@ -319,6 +320,14 @@ async fn submit_job(
     broadcast: bool,
     shutdown: &CancellationToken,
 ) -> Result<(), ProducerError> {
+    if let SubmitJob::ImageBlur(args) = job {
+        if broadcast {
+            return Err(ProducerError::Input(
+                "an image is blurred by `producer submit image-blur`, not broadcast".into(),
+            ));
+        }
+        return image::submit(connection, args, shutdown).await;
+    }
     let (input, options) = prepare::parse(job).map_err(ProducerError::Input)?;
     let plan = prepare::plan(&input.kind, &options).map_err(ProducerError::Input)?;
     let client = connect(connection).await?;
@@ -382,10 +391,19 @@ async fn wait_and_print(
     let timeout = timeout.map(Duration::from_secs);
     let state = follow::wait(store, job, timeout, Progress::Bar, shutdown).await?;
     print_json(&follow::state_json(&state));
+    job_outcome(&state)
+}
+
+/// Ok for a completed job; the failure or cancel as the error otherwise.
+fn job_outcome(state: &taskq_common::job::JobState) -> Result<(), ProducerError> {
+    let job = state.spec.id;
     match state.status {
         JobStatus::Failed => Err(ProducerError::JobFailed {
             job,
-            reason: state.error.unwrap_or_else(|| "no reason recorded".into()),
+            reason: state
+                .error
+                .clone()
+                .unwrap_or_else(|| "no reason recorded".into()),
         }),
         JobStatus::Cancelled => Err(ProducerError::JobCancelled { job }),
         _ => Ok(()),

@@ -119,6 +119,12 @@ pub fn parse(job: &SubmitJob) -> Result<(JobInput, SubmitOptions), String> {
             &args.options,
         ),
         SubmitJob::Other(raw) => return json_job(raw),
+        SubmitJob::ImageBlur(_) => {
+            return Err(
+                "an image job is read from its PNG as it is submitted: use `producer submit image-blur`"
+                    .into(),
+            )
+        }
     };
     let input = JobInput {
         kind: kind.to_owned(),

@@ -24,7 +24,7 @@ use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
 use crate::kinds::cpu::{ChunkRun, CpuChunk};
 use crate::kinds::io::{IoChunk, IoRun};
-use crate::kinds::output::{fail_chunk, ChunkOutput, RunError};
+use crate::kinds::output::{fail_chunk, without_inputs, ChunkOutput, RunError};
 use crate::kinds::{Kind, Kinds, Runner};
 use crate::pool::{CpuPool, Permit, PoolOutcome};
 use crate::results::ResultPublisher;
@@ -213,6 +213,13 @@ async fn finish(
         }
     }
     let (items, failed) = (output.items, output.failed);
+    let output = match kind.omit_inputs {
+        true => match without_inputs(output) {
+            Ok(output) => output,
+            Err(error) => return Settle::Refuse(error.to_string()),
+        },
+        false => output,
+    };
     let publishing = Instant::now();
     // The run's end is recorded with the result (by the consumer, or with the stage's follow-up), not
     // here: one round trip less per chunk.

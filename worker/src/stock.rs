@@ -6,7 +6,7 @@ use clap::Args;
 use crate::builder::{Worker, WorkerBuilder};
 use crate::http::{HttpArgs, HttpClient};
 use crate::settings::WorkerArgs;
-use crate::tasks::{Download, Square, SumSquares};
+use crate::tasks::{Download, ImageBlur, Square, SumSquares};
 
 /// The stock worker's flags: every worker's ([`WorkerArgs`]) plus the `download` kind's ([`HttpArgs`]).
 #[derive(Debug, Clone, Args)]
@@ -20,7 +20,7 @@ pub struct StockArgs {
 }
 
 impl StockArgs {
-    /// A builder with the built-in kinds registered (`sum-squares`, `square`, `download`), to which more
+    /// A builder with the built-in kinds registered (`sum-squares`, `square`, `download`, `image-blur`), to which more
     /// can be added, and the flags to run it with; the error says which download flag is wrong.
     pub fn into_builder(self) -> Result<(WorkerBuilder, WorkerArgs), String> {
         let settings = self.http.into_settings()?;
@@ -28,7 +28,8 @@ impl StockArgs {
         let builder = Worker::builder()
             .cpu_task(SumSquares)
             .cpu_task(Square)
-            .io_task(Download::new(http));
+            .io_task(Download::new(http))
+            .cpu_task(ImageBlur);
         Ok((builder, self.worker))
     }
 }

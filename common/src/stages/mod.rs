@@ -97,6 +97,56 @@ pub enum Edge {
     /// returns one value of the same type, so partial results fold again (a tree of partial reduces).
     /// The only barrier: the next stage sees one item once every chunk of stage k is folded.
     Reduce,
+    /// Chunk n of stage k+1 starts once chunk n and its neighbours (see [`Neighbourhood`]) of stage k
+    /// are done: a join, counted atomically. Its one item is `{"chunk": n, "parts": [{"chunk": m,
+    /// "outputs": [..]}, ..]}`; only kinds that declare `neighbours` take it.
+    Neighbours,
+}
+
+/// Which chunks are neighbours: chunks laid out in rows of `cols` (0: one row), and those within
+/// `reach_x` columns and `reach_y` rows of a chunk are its neighbours (itself included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Neighbourhood {
+    /// Chunks per row; 0 for a single row of every chunk.
+    pub cols: u32,
+    /// How many columns away a neighbour may be.
+    pub reach_x: u32,
+    /// How many rows away a neighbour may be.
+    pub reach_y: u32,
+}
+
+impl Default for Neighbourhood {
+    /// The chunk before and the chunk after.
+    fn default() -> Self {
+        Self {
+            cols: 0,
+            reach_x: 1,
+            reach_y: 0,
+        }
+    }
+}
+
+impl Neighbourhood {
+    /// The neighbours of `chunk` (itself included) among `chunks` chunks, in order.
+    pub fn of(&self, chunk: u32, chunks: u32) -> Vec<u32> {
+        let cols = if self.cols == 0 {
+            chunks.max(1)
+        } else {
+            self.cols
+        };
+        let rows = chunks.div_ceil(cols);
+        let (x, y) = (chunk % cols, chunk / cols);
+        let mut neighbours = Vec::new();
+        for row in y.saturating_sub(self.reach_y)..=(y + self.reach_y).min(rows.saturating_sub(1)) {
+            for col in x.saturating_sub(self.reach_x)..=(x + self.reach_x).min(cols - 1) {
+                let neighbour = row * cols + col;
+                if neighbour < chunks {
+                    neighbours.push(neighbour);
+                }
+            }
+        }
+        neighbours
+    }
 }
 
 impl Edge {
@@ -106,6 +156,7 @@ impl Edge {
             Self::Map => "map",
             Self::FlatMap => "flat-map",
             Self::Reduce => "reduce",
+            Self::Neighbours => "neighbours",
         }
     }
 
@@ -115,8 +166,9 @@ impl Edge {
             "map" => Ok(Self::Map),
             "flat-map" => Ok(Self::FlatMap),
             "reduce" => Ok(Self::Reduce),
+            "neighbours" => Ok(Self::Neighbours),
             other => Err(format!(
-                "unknown edge '{other}': use map, flat-map or reduce"
+                "unknown edge '{other}': use map, flat-map, reduce or neighbours"
             )),
         }
     }
@@ -138,6 +190,9 @@ pub struct Stage {
     /// one more waits (up to [`CAP_WAIT`]) for the stage to catch up. `None`: no cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cap: Option<u32>,
+    /// For a `neighbours` edge, which chunks are neighbours (the chunk before and after when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neighbourhood: Option<Neighbourhood>,
 }
 
 /// How long a worker holds a follow-up back for a stage at its cap before publishing anyway. A bound, so
@@ -180,7 +235,7 @@ impl Plan {
                 }
                 (n, None) if n > 0 => {
                     return Err(format!(
-                        "stage {n} ('{}') needs an edge saying how it takes stage {}'s outputs: map, flat-map or reduce",
+                        "stage {n} ('{}') needs an edge saying how it takes stage {}'s outputs: map, flat-map, reduce or neighbours",
                         stage.kind,
                         n - 1
                     ))
@@ -218,6 +273,7 @@ impl Plan {
             edge,
             chunk_size: None,
             cap: None,
+            neighbourhood: None,
         };
         let mut stages = vec![stage(first, None)];
         stages.extend(then.iter().map(|kind| stage(kind, Some(Edge::Map))));
@@ -321,6 +377,7 @@ mod tests {
             edge,
             chunk_size: None,
             cap: None,
+            neighbourhood: None,
         }
     }
 
@@ -350,6 +407,29 @@ mod tests {
     }
 
     #[test]
+    fn neighbours_are_found_in_rows_and_columns() {
+        let line = Neighbourhood::default();
+        assert_eq!(line.of(0, 5), vec![0, 1]);
+        assert_eq!(line.of(2, 5), vec![1, 2, 3]);
+        assert_eq!(line.of(4, 5), vec![3, 4]);
+        // 3 columns, 7 chunks: rows 0-2, the last row holds chunk 6 alone.
+        let grid = Neighbourhood {
+            cols: 3,
+            reach_x: 1,
+            reach_y: 1,
+        };
+        assert_eq!(grid.of(4, 7), vec![0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(grid.of(0, 7), vec![0, 1, 3, 4]);
+        assert_eq!(grid.of(6, 7), vec![3, 4, 6]);
+        let wide = Neighbourhood {
+            cols: 4,
+            reach_x: 2,
+            reach_y: 0,
+        };
+        assert_eq!(wide.of(1, 8), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
     fn bad_plans_say_what_to_change() {
         let first_with_edge = Plan::new(vec![stage("a", Some(Edge::Map))]).unwrap_err();
         assert!(
@@ -368,6 +448,6 @@ mod tests {
         assert!(Plan::new(vec![]).is_err());
         assert!(Edge::parse("join")
             .unwrap_err()
-            .contains("map, flat-map or reduce"));
+            .contains("reduce or neighbours"));
     }
 }

@@ -9,8 +9,9 @@
 //! [[stage]]
 //! kind = "count-words"
 //! after = "words"         # every stage but the first names the stage it follows
-//! edge = "reduce"         # map (default), flat-map or reduce
+//! edge = "reduce"         # map (default), flat-map, reduce or neighbours
 //! cap = 64                # optional: chunks of this stage in flight at most
+//! # reach = 2             # neighbours only: how many chunks before and after are neighbours (1)
 //! ```
 //!
 //! Stages may be listed in any order; they must form one chain. Every mistake names its line.
@@ -21,7 +22,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Edge, Plan, Stage};
+use super::{Edge, Neighbourhood, Plan, Stage};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +39,7 @@ struct StageEntry {
     edge: Option<Spanned<String>>,
     chunk_size: Option<u32>,
     cap: Option<u32>,
+    reach: Option<u32>,
 }
 
 /// Parses a spec's text into a plan; errors name the line (of `path`, for the message).
@@ -74,11 +76,25 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, String> {
                 Some(Edge::parse(edge.get_ref()).map_err(|e| format!("{}: {e}", at(edge.span())))?)
             }
         };
+        let neighbourhood = match (edge, entry.reach) {
+            (Some(Edge::Neighbours), reach) => Some(Neighbourhood {
+                reach_x: reach.unwrap_or(1),
+                ..Neighbourhood::default()
+            }),
+            (_, Some(_)) => {
+                return Err(format!(
+                    "{}: `reach` is for a stage with edge = \"neighbours\"",
+                    at(span.clone())
+                ))
+            }
+            (_, None) => None,
+        };
         let stage = Stage {
             kind: entry.kind.get_ref().clone(),
             edge,
             chunk_size: entry.chunk_size,
             cap: entry.cap,
+            neighbourhood,
         };
         stages.push(stage);
         Plan::new(stages.clone()).map_err(|e| {

@@ -24,6 +24,13 @@ pub struct TaskOptions {
     pub time_limit: Option<Duration>,
     /// What the consumer folds the job's outputs into; none when empty.
     pub aggregate: Aggregate,
+    /// The kind takes a `neighbours` edge: its input may be `{"chunk": n, "parts": [{"chunk": m,
+    /// "output": ..}, ..]}`, the previous stage's outputs of chunk n and its neighbours, which it puts
+    /// together itself (an image tile and the borders of the tiles around it).
+    pub neighbours: bool,
+    /// Results carry `null` instead of each item's input: for kinds whose inputs are large (an image
+    /// tile with its halo), so results do not carry them back.
+    pub omit_inputs: bool,
 }
 
 impl TaskOptions {
@@ -42,6 +49,18 @@ impl TaskOptions {
     /// Sets the time limit (per chunk on the CPU lane, per item on the I/O lane).
     pub fn time_limit(mut self, limit: Duration) -> Self {
         self.time_limit = Some(limit);
+        self
+    }
+
+    /// Declares that the kind takes a `neighbours` edge (see [`TaskOptions::neighbours`]).
+    pub fn neighbours(mut self) -> Self {
+        self.neighbours = true;
+        self
+    }
+
+    /// Leaves inputs out of results (see [`TaskOptions::omit_inputs`]).
+    pub fn omit_inputs(mut self) -> Self {
+        self.omit_inputs = true;
         self
     }
 

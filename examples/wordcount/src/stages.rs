@@ -1,7 +1,7 @@
 //! Word count in three stages (see `wordcount.toml`): `split-words` turns each text into its words (a
-//! flat-map follows it, so each word becomes an item), `normalize-word` lowercases a word and trims
-//! its punctuation, and `count-words` folds words and partial counts into counts (a reduce: it folds
-//! its own outputs again, up a tree, so it takes either).
+//! flat-map follows it, so each word becomes an item), `normalize-word` lowercases a word, trims its
+//! punctuation and counts it once (`{"word": 1}`), and `count-words` adds counts up (a reduce: it folds
+//! its own outputs again, up a tree, so it takes what it returns).
 
 use std::collections::BTreeMap;
 
@@ -48,17 +48,7 @@ impl CpuTask for NormalizeWord {
     }
 }
 
-/// What `count-words` folds: words from `split-words`, or counts it made before.
-#[derive(Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum WordsOrCounts {
-    /// A word.
-    Word(String),
-    /// A partial count.
-    Counts(BTreeMap<String, u64>),
-}
-
-/// Counts words, merging partial counts.
+/// Adds counts up.
 pub struct CountWords;
 
 /// Each word and how often it occurs.
@@ -68,21 +58,16 @@ pub struct Counts(BTreeMap<String, u64>);
 
 impl Task for CountWords {
     const NAME: &'static str = "count-words";
-    type Input = Vec<WordsOrCounts>;
+    type Input = Vec<Counts>;
     type Output = Counts;
 }
 
 impl CpuTask for CountWords {
-    fn run(&self, values: Vec<WordsOrCounts>, _: &ItemContext) -> Result<Counts, TaskError> {
+    fn run(&self, partials: Vec<Counts>, _: &ItemContext) -> Result<Counts, TaskError> {
         let mut counts = BTreeMap::new();
-        for value in values {
-            match value {
-                WordsOrCounts::Word(word) => *counts.entry(word).or_insert(0) += 1,
-                WordsOrCounts::Counts(partial) => {
-                    for (word, n) in partial {
-                        *counts.entry(word).or_insert(0) += n;
-                    }
-                }
+        for Counts(partial) in partials {
+            for (word, n) in partial {
+                *counts.entry(word).or_insert(0) += n;
             }
         }
         Ok(Counts(counts))

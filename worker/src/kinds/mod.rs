@@ -37,6 +37,8 @@ pub struct Kind {
     pub max_retries: Option<u32>,
     /// Its time limit, if it sets its own (per chunk on the CPU lane, per item on the I/O lane).
     pub time_limit: Option<Duration>,
+    /// Its results carry no inputs.
+    pub omit_inputs: bool,
     /// What runs its chunks.
     pub runner: Runner,
 }
@@ -109,9 +111,11 @@ impl Kinds {
                 chunk_size: options.chunk_size,
                 aggregate: options.aggregate,
                 description,
+                neighbours: options.neighbours,
             },
             max_retries: options.max_retries,
             time_limit: options.time_limit,
+            omit_inputs: options.omit_inputs,
             runner,
         };
         self.by_name.insert(name.to_owned(), kind);

@@ -1,7 +1,7 @@
 //! What running a chunk produces: its result payload, ready to publish, or why there is none.
 
 use taskq_common::envelope::{decode_payload, encode, DecodeError};
-use taskq_common::payload::{ResultBuilder, TaskPayload};
+use taskq_common::payload::{ResultBuilder, ResultPayload, TaskPayload};
 use taskq_common::task::TaskError;
 
 /// One item's outcome: its output as JSON text, or its error.
@@ -63,6 +63,20 @@ pub fn fail_chunk(encoded: &[u8], reason: &str) -> Result<ChunkOutput, DecodeErr
         .map(|_| Err(TaskError::permanent(reason)))
         .collect();
     Ok(chunk_output(&payload, results))
+}
+
+/// `output` with each item's input replaced by `null` (outputs and errors stay).
+pub fn without_inputs(output: ChunkOutput) -> Result<ChunkOutput, DecodeError> {
+    let result: ResultPayload = decode_payload(&output.payload)?;
+    let nulls = vec!["null"; output.items as usize];
+    let result = ResultPayload {
+        items: format!("[{}]", nulls.join(",")).into_bytes(),
+        ..result
+    };
+    Ok(ChunkOutput {
+        payload: encode(&result),
+        ..output
+    })
 }
 
 /// An item's input, shortened for an error message.

@@ -13,7 +13,7 @@ use taskq_common::stages::tree::{Node, Tree};
 use taskq_common::stages::{ChunkRef, Edge, StagedJob, CAP_WAIT};
 use tokio::time::Instant;
 
-use super::{from_stage, note, publish_task, reduce, PassOnError};
+use super::{from_stage, join, note, publish_task, reduce, PassOnError};
 use crate::handler::Context;
 use crate::kinds::output::{preview, ChunkOutput};
 
@@ -59,6 +59,10 @@ pub async fn publish(
                 tree,
             };
             return folding.when_complete(context, leaf, recorded).await;
+        }
+        Some(Edge::Neighbours) => {
+            let finished = (&output, &result);
+            return join::record_and_publish(context, job, staged, from, number, finished).await;
         }
         Some(Edge::FlatMap) => flattened(&result, from.stage, kind)?,
         Some(Edge::Map) | None => mapped(&result, from.stage, kind),

@@ -9,8 +9,10 @@
 //! - [`upstream`]: running a chunk whose items partly failed in an earlier stage.
 //! - [`follow_up`]: the next stage's chunk built from this one's outputs (map, flat-map, a reduce leaf).
 //! - [`reduce`]: the nodes of a reduce's tree, and its root's output.
+//! - [`join`]: the `neighbours` edge, a chunk waiting for its neighbours.
 
 pub mod follow_up;
+pub mod join;
 pub mod reduce;
 pub mod upstream;
 
@@ -89,6 +91,26 @@ fn note(recorded: StageRecorded) {
         StageRecorded::JobEnded => tracing::info!("the job ended meanwhile; nothing more to do"),
         StageRecorded::UnknownJob => tracing::warn!("Redis no longer knows the job"),
         StageRecorded::Done { .. } => {}
+    }
+}
+
+/// Marks a value stored in Redis (a reduce's partial, a chunk's outputs for its neighbours) as a
+/// failure: `!` and the reason, never valid JSON.
+const FAILED: char = '!';
+
+/// A value as stored: its JSON text, or the failure's reason behind [`FAILED`].
+fn stored(value: Result<&str, &str>) -> String {
+    match value {
+        Ok(json) => json.to_owned(),
+        Err(reason) => format!("{FAILED}{reason}"),
+    }
+}
+
+/// A stored value: its JSON text, or why it failed.
+fn read_stored(value: &str) -> Result<&str, &str> {
+    match value.strip_prefix(FAILED) {
+        Some(reason) => Err(reason),
+        None => Ok(value),
     }
 }
 

@@ -13,12 +13,9 @@ use taskq_common::stage_store::{ReduceValue, StageRecorded};
 use taskq_common::stages::tree::{Node, Tree};
 use taskq_common::stages::{ChunkRef, StagedJob};
 
-use super::{follow_up, note, publish_task, PassOnError};
+use super::{follow_up, note, publish_task, read_stored, stored, PassOnError};
 use crate::handler::{publish_result, Context};
-use crate::kinds::output::ChunkOutput;
-
-/// Marks a stored value as a failure.
-const FAILED: char = '!';
+use crate::kinds::output::{without_inputs, ChunkOutput};
 
 /// The identity of `node` of the reduce in `stage`.
 pub fn chunk_ref(stage: u16, node: Node) -> ChunkRef {
@@ -85,16 +82,16 @@ impl Folding<'_> {
                     child.field()
                 ))
             })?;
-            match value.strip_prefix(FAILED) {
-                Some(reason) => failure = Some(reason.to_owned()),
+            match read_stored(&value) {
+                Err(reason) => failure = Some(reason.to_owned()),
                 // Leaves are arrays of outputs: a level-1 node folds their elements together.
-                None if node.level == 1 => {
-                    let inner = value.trim().trim_start_matches('[').trim_end_matches(']');
+                Ok(leaf) if node.level == 1 => {
+                    let inner = leaf.trim().trim_start_matches('[').trim_end_matches(']');
                     if !inner.trim().is_empty() {
                         parts.push(inner.to_owned());
                     }
                 }
-                None => parts.push(value),
+                Ok(partial) => parts.push(partial.to_owned()),
             }
         }
         let mut payload =
@@ -143,7 +140,7 @@ pub async fn node_done(
         decode_payload(&output.payload).map_err(|error| PassOnError::Invalid(error.to_string()))?;
     if folding.tree.is_root(node) {
         // The root's input is every partial value: the output keeps only the fold.
-        let output = without_input(output, result);
+        let output = without_inputs(output).map_err(|e| PassOnError::Invalid(e.to_string()))?;
         return if task.stage == staged.plan.last() {
             Ok(publish_result(context, task, output).await?)
         } else {
@@ -151,15 +148,12 @@ pub async fn node_done(
             follow_up::publish(context, task.job_id, staged, from, 0, output).await
         };
     }
-    let stored = match result
+    let value = match result
         .lines()
         .map_err(|e| PassOnError::Invalid(e.to_string()))?
         .first()
     {
-        Some(line) => match line.outcome {
-            Ok(value) => value.get().to_owned(),
-            Err(reason) => format!("{FAILED}{reason}"),
-        },
+        Some(line) => stored(line.outcome.map(|value| value.get())),
         None => {
             return Err(PassOnError::Invalid(
                 "a reduce chunk reported no item".into(),
@@ -168,7 +162,7 @@ pub async fn node_done(
     };
     let value = ReduceValue {
         node: chunk_ref(task.stage, node),
-        stored: &stored,
+        stored: &value,
         parent: chunk_ref(task.stage, folding.tree.parent(node)),
     };
     let recorded = context
@@ -183,16 +177,4 @@ pub async fn node_done(
         .await?;
     note(recorded);
     folding.when_complete(context, node, recorded).await
-}
-
-/// `output` with its input replaced by `null`.
-fn without_input(output: ChunkOutput, result: ResultPayload) -> ChunkOutput {
-    let result = ResultPayload {
-        items: b"[null]".to_vec(),
-        ..result
-    };
-    ChunkOutput {
-        payload: encode(&result),
-        ..output
-    }
 }
