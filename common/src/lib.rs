@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! producer --(TaskMessage, tasks queue)--> worker --(ResultMessage, results queue)--> consumer
-//!     |                                                                                  |
+//!     |                                      |  ^                                        |
+//!     |                                      +--+ a later stage's chunk (stages)         |
 //!     +------------------ job record and progress in Redis (store) ---------------------+
 //! ```
 //!
@@ -18,6 +19,9 @@
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms; [`dead_letter`]: moving a message
 //!   that can never be processed to the dead-letter queue.
 //! - [`store`]: job state in Redis.
+//! - [`stages`]: multi-stage jobs (a chain of kinds that streams, with map, flat-map, reduce and
+//!   neighbours edges, and the TOML job spec); [`stage_store`]: their per-stage state in Redis.
+//! - [`image_job`]: an image job's geometry, and its finished PNG handed from consumer to producer.
 //! - [`consume`]: the consuming loop with graceful drain; [`connection_watch`] ends it when the
 //!   connection fails; [`settle`]: acks in batches; [`batching`]: collecting a batch from a channel.
 //! - [`registry`]: live workers in Redis, with heartbeats; [`broadcast`]: broadcast jobs' members and

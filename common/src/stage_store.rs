@@ -2,6 +2,10 @@
 //! once (with per-stage counts and times), a reduce's partial results and how many children each node
 //! has, and how many chunks of a stage are in flight (for its cap).
 //!
+//! Intermediate data (done marks, reduce values, a chunk's outputs kept for its neighbours) is deleted
+//! when the job ends, whichever way, and expires after a week (`SCRATCH_TTL`, like a finished job's
+//! record) should a job never end.
+//!
 //! The last stage is recorded by the consumer like any job's chunks ([`JobStore::record_result`]); the
 //! stages before it are recorded here by the worker that ran the chunk, once its follow-up is confirmed
 //! by the broker. Recording and counting are one script, so a chunk that runs twice counts once.
@@ -18,6 +22,7 @@ use crate::store::{command, JobStore, StoreError};
 /// KEYS: job, done, runs, partials, groups.
 /// ARGV: field, stage, items, failed, [value field, value, parent field].
 const RECORD_STAGE: &str = r#"
+local SCRATCH_TTL = 604800
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, 0} end
 if status == 'failed' then return {-2, 0} end
@@ -35,7 +40,10 @@ if new == 1 then
   if ARGV[5] then
     redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
     redis.call('HINCRBY', KEYS[5], ARGV[7], 1)
+    redis.call('EXPIRE', KEYS[4], SCRATCH_TTL)
+    redis.call('EXPIRE', KEYS[5], SCRATCH_TTL)
   end
+  redis.call('EXPIRE', KEYS[2], SCRATCH_TTL)
 else
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
 end
@@ -50,6 +58,7 @@ return {new, children}
 /// ARGV: field, stage, items, failed, value field, value, then the joining chunks' fields.
 /// Returns, per joining chunk, how many of its neighbours are recorded now (empty when the job ended).
 const RECORD_JOINED: &str = r#"
+local SCRATCH_TTL = 604800
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'submitting' and status ~= 'running' then return {} end
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -61,6 +70,9 @@ if redis.call('HSETNX', KEYS[2], ARGV[1], 1) == 1 then
   local now = redis.call('TIME')
   redis.call('HSET', KEYS[1], p .. 'finished_ms', now[1] * 1000 + math.floor(now[2] / 1000))
   redis.call('HSET', KEYS[4], ARGV[5], ARGV[6])
+  redis.call('EXPIRE', KEYS[2], SCRATCH_TTL)
+  redis.call('EXPIRE', KEYS[4], SCRATCH_TTL)
+  redis.call('EXPIRE', KEYS[5], SCRATCH_TTL)
 else
   redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
 end

@@ -149,6 +149,9 @@ impl Client {
         for stage in stages.iter().skip(1) {
             self.served(&stage.kind, options).await?;
         }
+        if let Some(plan) = &options.plan {
+            self.check_neighbours(plan).await?;
+        }
         let planned_chunk_size = stages.first().and_then(|stage| stage.chunk_size);
         let per_chunk = match (options.chunk_size, planned_chunk_size) {
             (Some(size), _) => size.get(),
@@ -260,6 +263,24 @@ impl Client {
             .transition(id, JobStatus::Submitting, JobStatus::Running)
             .await?;
         Ok(id)
+    }
+
+    /// Refuses a `neighbours` edge into a kind whose workers did not declare it takes one.
+    async fn check_neighbours(&self, plan: &Plan) -> Result<(), ProducerError> {
+        let registry = Registry::new(&self.store);
+        for (number, stage) in plan.stages().iter().enumerate() {
+            if stage.edge != Some(taskq_common::stages::Edge::Neighbours) {
+                continue;
+            }
+            let declared = registry.kind(&stage.kind).await?;
+            if declared.is_some_and(|info| !info.neighbours) {
+                return Err(ProducerError::Input(format!(
+                    "stage {number} takes its input by a neighbours edge, but kind '{}' has no notion of neighbours: its workers do not declare it (`TaskOptions::neighbours`); use map, flat-map or reduce",
+                    stage.kind
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Publishes a job built already (a dead-letter replay), declaring its kind's queue first.

@@ -27,24 +27,24 @@ impl CpuTask for SplitWords {
     }
 }
 
-/// A word in lowercase without the punctuation around it ("Hello," becomes "hello").
+/// A word counted once, in lowercase without the punctuation around it ("Hello," counts as "hello").
 pub struct NormalizeWord;
 
 impl Task for NormalizeWord {
     const NAME: &'static str = "normalize-word";
     type Input = String;
-    type Output = String;
+    type Output = Counts;
 }
 
 impl CpuTask for NormalizeWord {
-    fn run(&self, word: String, _: &ItemContext) -> Result<String, TaskError> {
+    fn run(&self, word: String, _: &ItemContext) -> Result<Counts, TaskError> {
         let trimmed = word.trim_matches(|c: char| !c.is_alphanumeric());
         if trimmed.is_empty() {
             return Err(TaskError::permanent(format!(
                 "'{word}' has no letters or digits"
             )));
         }
-        Ok(trimmed.to_lowercase())
+        Ok(Counts(BTreeMap::from([(trimmed.to_lowercase(), 1)])))
     }
 }
 
