@@ -116,6 +116,8 @@ async fn draw_tile(context: &Context, result: &ResultMessage) -> Result<(), Outc
             Ok(())
         }
         Err(error) => {
+            // The tile is recorded: the PNG starts again from Redis when it is next opened.
+            context.images.forget(job);
             tracing::warn!("{error}; the result goes back to the queue");
             Err(Outcome::Retry)
         }
@@ -138,7 +140,8 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
             &result.payload,
         )
         .await;
-    if let Ok(Recorded::New { .. } | Recorded::Duplicate { .. }) = recorded {
+    // A duplicate was drawn when it was new, or is drawn from Redis when the PNG is opened again.
+    if let Ok(Recorded::New { .. }) = recorded {
         if let Err(outcome) = draw_tile(context, &result).await {
             return outcome;
         }

@@ -13,4 +13,5 @@ mod poison;
 mod programs;
 mod retries;
 mod settle;
+mod stages;
 mod user_tasks;

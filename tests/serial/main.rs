@@ -9,6 +9,7 @@ mod chaos;
 mod heartbeat;
 mod lanes;
 mod outages;
+mod stages_chaos;
 
 use std::sync::LazyLock;
 
