@@ -9,10 +9,8 @@ use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
 use crate::config::redact_url;
+use crate::deadline;
 use crate::envelope::CONTENT_TYPE;
-
-/// How long connecting may take before the broker counts as unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often a nacked message is published again before the nack counts as a failure.
 pub const NACK_RETRIES: u32 = 5;
@@ -30,6 +28,15 @@ pub enum BrokerError {
         url: String,
         /// What the connection attempt said.
         reason: String,
+    },
+    /// A step of reaching the broker (channel open, declare, consumer start) or a confirm took longer
+    /// than its deadline: the peer accepts but does not answer in time.
+    #[error("RabbitMQ did not answer {operation} within {limit:?} (--connect-timeout): the broker may be starting, overloaded, or not a broker at all")]
+    TimedOut {
+        /// The step.
+        operation: &'static str,
+        /// The deadline it had.
+        limit: Duration,
     },
     /// A queue could not be declared, typically because it exists with other arguments.
     #[error("cannot declare queue '{queue}': {source}. If it exists with other settings from an older version, delete it in the management UI or use another --prefix")]
@@ -90,26 +97,81 @@ impl BrokerError {
     }
 }
 
-/// Opens a connection named `name` (shown in the management UI's connection list).
-pub async fn connect(url: &str, name: &str) -> Result<Connection, BrokerError> {
+/// Runs one step of talking to the broker with the process's deadline ([`deadline::limit`]).
+pub async fn within<T>(
+    operation: &'static str,
+    step: impl std::future::Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    let limit = deadline::limit();
+    deadline::within(limit, step)
+        .await
+        .unwrap_or(Err(BrokerError::TimedOut { operation, limit }))
+}
+
+/// The nodes of an `AMQP_URL`: one URL, or several separated by commas, in the order given.
+pub fn node_urls(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+/// Opens a connection named `name` (shown in the management UI's connection list) to the first node of
+/// `urls` (comma-separated) that answers, trying them in a random order so the clients of a cluster
+/// spread over its nodes. Each attempt (TCP connect and AMQP handshake) has the process's deadline.
+pub async fn connect(urls: &str, name: &str) -> Result<Connection, BrokerError> {
+    use rand::seq::SliceRandom;
+    let mut nodes = node_urls(urls);
+    nodes.shuffle(&mut rand::rng());
+    let mut failures = Vec::with_capacity(nodes.len());
+    for url in &nodes {
+        match connect_node(url, name).await {
+            Ok(connection) => return Ok(connection),
+            Err(reason) => failures.push((redact_url(url), reason)),
+        }
+    }
+    Err(match failures.as_slice() {
+        [(url, reason)] => BrokerError::Unreachable {
+            url: url.clone(),
+            reason: reason.clone(),
+        },
+        _ => BrokerError::Unreachable {
+            url: failures
+                .iter()
+                .map(|(url, _)| url.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            reason: failures
+                .iter()
+                .map(|(url, reason)| format!("{url}: {reason}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+    })
+}
+
+/// Connects to one node; the error says why not.
+async fn connect_node(url: &str, name: &str) -> Result<Connection, String> {
     let properties = ConnectionProperties::default().with_connection_name(LongString::from(name));
-    let unreachable = |reason: String| BrokerError::Unreachable {
-        url: redact_url(url),
-        reason,
-    };
-    match tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties)).await {
-        Ok(Ok(connection)) => Ok(connection),
-        Ok(Err(error)) => Err(unreachable(error.to_string())),
-        Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    let limit = deadline::limit();
+    match deadline::within(limit, Connection::connect(url, properties)).await {
+        Some(Ok(connection)) => Ok(connection),
+        Some(Err(error)) => Err(error.to_string()),
+        None => Err(format!(
+            "no AMQP handshake within {limit:?} (--connect-timeout): the port accepts but does not answer as a broker"
+        )),
     }
 }
 
 /// Opens a channel on `connection`.
 pub async fn open_channel(connection: &Connection) -> Result<Channel, BrokerError> {
-    connection
-        .create_channel()
-        .await
-        .map_err(BrokerError::channel("opening a channel"))
+    within("opening a channel", async {
+        connection
+            .create_channel()
+            .await
+            .map_err(BrokerError::channel("opening a channel"))
+    })
+    .await
 }
 
 /// An outgoing message: where it goes, its body, and the properties that identify it.
@@ -163,10 +225,13 @@ pub struct Publisher {
 impl Publisher {
     /// Puts `channel` into confirm mode.
     pub async fn new(channel: Channel) -> Result<Self, BrokerError> {
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(BrokerError::channel("enabling publisher confirms"))?;
+        within("enabling publisher confirms", async {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(BrokerError::channel("enabling publisher confirms"))
+        })
+        .await?;
         Ok(Self { channel })
     }
 
@@ -265,9 +330,13 @@ pub struct PendingConfirm {
 impl PendingConfirm {
     /// Waits for the broker's confirmation; a nack or a returned message is an error.
     pub async fn confirmed(self) -> Result<(), BrokerError> {
-        let confirmation = self
-            .confirm
+        let limit = deadline::confirm_limit();
+        let confirmation = deadline::within(limit, self.confirm)
             .await
+            .ok_or(BrokerError::TimedOut {
+                operation: "confirming a published message",
+                limit,
+            })?
             .map_err(BrokerError::channel("waiting for a publisher confirm"))?;
         let not_confirmed = |reason: String| BrokerError::NotConfirmed {
             queue: self.queue.clone(),
@@ -307,18 +376,21 @@ pub async fn consume(
 ) -> Result<(Channel, lapin::Consumer), BrokerError> {
     use lapin::options::{BasicConsumeOptions, BasicQosOptions};
     let channel = open_channel(connection).await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .map_err(BrokerError::channel("setting the prefetch count"))?;
-    let consumer = channel
-        .basic_consume(
-            ShortString::from(queue),
-            ShortString::from(consumer_tag),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BrokerError::channel("starting to consume"))?;
+    let consumer = within("starting to consume", async {
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(BrokerError::channel("setting the prefetch count"))?;
+        channel
+            .basic_consume(
+                ShortString::from(queue),
+                ShortString::from(consumer_tag),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BrokerError::channel("starting to consume"))
+    })
+    .await?;
     Ok((channel, consumer))
 }

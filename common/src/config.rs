@@ -5,7 +5,9 @@ use clap::Args;
 /// Where the broker and the job store are, and which namespace this deployment uses on them.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
-    /// RabbitMQ URL. Add `?heartbeat=N` to change the heartbeat interval (seconds).
+    /// RabbitMQ URL, or several nodes of one cluster separated by commas: each process tries them in
+    /// its own shuffled order (so load spreads) and fails over to the next when its node goes. Add
+    /// `?heartbeat=N` to change the heartbeat interval (seconds).
     #[arg(
         long,
         env = "AMQP_URL",
@@ -20,6 +22,25 @@ pub struct ConnectionArgs {
     /// Name prefix of every queue and Redis key, so several deployments (or test runs) share one broker.
     #[arg(long, env = "TASKQ_PREFIX", default_value = "taskq", value_parser = parse_prefix)]
     pub prefix: String,
+
+    /// Seconds each step of reaching RabbitMQ or Redis may take (TCP connect, AMQP handshake, channel
+    /// open, declare, consumer start), after which the attempt fails and is retried with backoff; a
+    /// publisher confirm may take 6 times as long (at least 30 s).
+    #[arg(
+        long,
+        env = "TASKQ_CONNECT_TIMEOUT",
+        default_value = "5",
+        value_name = "SECONDS",
+        value_parser = crate::deadline::parse_seconds
+    )]
+    pub connect_timeout: std::time::Duration,
+}
+
+impl ConnectionArgs {
+    /// Makes `--connect-timeout` the process's deadline for every step of reaching a service.
+    pub fn apply_deadline(&self) {
+        crate::deadline::set(self.connect_timeout);
+    }
 }
 
 /// Accepts prefixes that are safe in queue names and Redis keys: letters, digits, `-` and `_`.

@@ -128,19 +128,22 @@ async fn resubscribe(
     tag: &str,
     prefetch: u16,
 ) -> Result<Consumer, BrokerError> {
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await
-        .map_err(BrokerError::channel("changing the prefetch count"))?;
-    channel
-        .basic_consume(
-            queue.into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(BrokerError::channel(
-            "starting a consumer with the new prefetch",
-        ))
+    crate::broker::within("starting a consumer with the new prefetch", async {
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(BrokerError::channel("changing the prefetch count"))?;
+        channel
+            .basic_consume(
+                queue.into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(BrokerError::channel(
+                "starting a consumer with the new prefetch",
+            ))
+    })
+    .await
 }

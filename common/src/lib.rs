@@ -27,7 +27,8 @@
 //! - [`registry`]: live workers in Redis, with heartbeats; [`broadcast`]: broadcast jobs' members and
 //!   who owns which chunk; [`control`]: the control plane's commands and replies; [`cancel`]: cancelling
 //!   a job in Redis.
-//! - [`connect`]: start-up retry with backoff for services that are not up yet.
+//! - [`connect`]: start-up retry with backoff for services that are not up yet; [`deadline`]: the
+//!   bound on every step of reaching them.
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
 //!   starts and ends.
 
@@ -42,6 +43,7 @@ pub mod connection_watch;
 pub mod consume;
 pub mod control;
 pub mod dead_letter;
+pub mod deadline;
 pub mod envelope;
 pub mod image_job;
 pub mod job;

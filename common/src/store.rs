@@ -164,16 +164,24 @@ impl JobStore {
         };
         let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(crate::deadline::limit()))
             .set_response_timeout(Some(Duration::from_secs(10)))
             .set_number_of_retries(3);
-        let mut connection = client
-            .get_connection_manager_with_config(config)
+        let limit = crate::deadline::limit();
+        let no_answer = || {
+            unreachable(format!(
+                "no answer within {limit:?} (--connect-timeout): the port accepts but does not answer as Redis"
+            ))
+        };
+        let mut connection =
+            crate::deadline::within(limit, client.get_connection_manager_with_config(config))
+                .await
+                .ok_or_else(no_answer)?
+                .map_err(|e| unreachable(e.to_string()))?;
+        let ping = redis::cmd("PING");
+        crate::deadline::within(limit, ping.query_async::<()>(&mut connection))
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let _: () = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
+            .ok_or_else(no_answer)?
             .map_err(|e| unreachable(e.to_string()))?;
         Ok(Self {
             client,
@@ -420,11 +428,7 @@ impl JobStore {
         &self,
         job: JobId,
     ) -> Result<impl futures::Stream<Item = ()> + Send + Unpin, StoreError> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(command("subscribing to job announcements"))?;
+        let mut pubsub = self.pubsub().await?;
         pubsub
             .subscribe(self.topology.job_finished_channel(job))
             .await
@@ -437,11 +441,7 @@ impl JobStore {
     pub async fn every_finished_announcement(
         &self,
     ) -> Result<impl futures::Stream<Item = JobId> + Send + Unpin, StoreError> {
-        let mut pubsub = self
-            .client
-            .get_async_pubsub()
-            .await
-            .map_err(command("subscribing to job announcements"))?;
+        let mut pubsub = self.pubsub().await?;
         pubsub
             .psubscribe(self.topology.jobs_finished_pattern())
             .await
@@ -453,6 +453,18 @@ impl JobStore {
                 futures::future::ready(topology.finished_job(message.get_channel_name()))
             },
         ))
+    }
+
+    /// A new pub/sub connection, within the process's deadline.
+    async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        let limit = crate::deadline::limit();
+        match crate::deadline::within(limit, self.client.get_async_pubsub()).await {
+            Some(pubsub) => pubsub.map_err(command("subscribing to job announcements")),
+            None => Err(StoreError::Unreachable {
+                url: "Redis (pub/sub)".into(),
+                reason: format!("no answer within {limit:?} (--connect-timeout)"),
+            }),
+        }
     }
 
     /// The ids of every job recorded under this prefix (finished ones until they expire).

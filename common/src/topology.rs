@@ -189,6 +189,10 @@ impl Topology {
     /// Declares every shared queue and exchange (not the kinds' queues: see
     /// [`Topology::declare_kind`]). Idempotent: every binary calls it at start.
     pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
+        crate::broker::within("declaring the queues", self.declare_shared(channel)).await
+    }
+
+    async fn declare_shared(&self, channel: &Channel) -> Result<(), BrokerError> {
         let mut classic = FieldTable::default();
         classic.insert(ShortString::from("x-queue-type"), string("classic"));
         declare_queue(channel, &self.dead_queue(), classic).await?;
@@ -203,7 +207,9 @@ impl Topology {
     /// Declares a kind's task queue (idempotent): the producer before publishing a job of it, and each
     /// worker for the kinds it serves.
     pub async fn declare_kind(&self, channel: &Channel, kind: &str) -> Result<(), BrokerError> {
-        declare_queue(channel, &self.task_queue(kind), self.dead_lettered()).await
+        let queue = self.task_queue(kind);
+        let declared = declare_queue(channel, &queue, self.dead_lettered());
+        crate::broker::within("declaring a task queue", declared).await
     }
 
     /// Arguments of a quorum queue whose messages that keep killing their consumer, or that are
@@ -290,8 +296,11 @@ impl Topology {
             ShortString::from("x-expires"),
             AMQPValue::LongLongInt(BROADCAST_QUEUE_EXPIRES.as_millis() as i64),
         );
-        declare_queue(channel, &queue, args).await?;
-        bind(channel, &queue, &self.broadcast_exchange()).await?;
+        crate::broker::within("declaring the broadcast queue", async {
+            declare_queue(channel, &queue, args).await?;
+            bind(channel, &queue, &self.broadcast_exchange()).await
+        })
+        .await?;
         Ok(queue)
     }
 }

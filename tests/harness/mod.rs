@@ -37,9 +37,16 @@ pub const TEST_WORKER: &str = "test-worker";
 /// The worker of examples/wordcount: a user's own kind (`wordcount`) beside the built-in `square`.
 pub const WORDCOUNT_WORKER: &str = "wordcount-worker";
 /// The kinds the stock `worker` serves.
-pub const BUILTIN_KINDS: [&str; 3] = ["sum-squares", "square", "download"];
+pub const BUILTIN_KINDS: [&str; 4] = ["sum-squares", "square", "download", "image-blur"];
 /// The kinds only `test-worker` serves.
-pub const TEST_KINDS: [&str; 4] = ["test-abort", "test-flaky", "test-echo-after", "user-square"];
+pub const TEST_KINDS: [&str; 6] = [
+    "test-abort",
+    "test-flaky",
+    "test-echo-after",
+    "user-square",
+    "test-sum",
+    "test-negate",
+];
 /// How long a started worker may take to appear in the registry.
 pub const REGISTRATION_LIMIT: Duration = Duration::from_secs(30);
 
