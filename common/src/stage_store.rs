@@ -86,14 +86,18 @@ end
 return counts
 "#;
 
-/// Chunks of a stage published and not yet done. KEYS: job. ARGV: stage, 1 if it is the last stage.
-const IN_FLIGHT: &str = r#"
+/// Takes one of a stage's in-flight slots if fewer than its cap are taken (chunks published and not yet
+/// done): check and count in one step, so workers finishing together cannot all pass the check.
+/// KEYS: job. ARGV: stage, 1 if it is the last stage, the cap. Returns 1 when a slot was taken.
+const TAKE_SLOT: &str = r#"
 local p = 's' .. ARGV[1] .. '.'
 local published = tonumber(redis.call('HGET', KEYS[1], p .. 'published') or '0')
 local done_field = p .. 'chunks'
 if ARGV[2] == '1' then done_field = 'chunks_done' end
 local done = tonumber(redis.call('HGET', KEYS[1], done_field) or '0')
-return published - done
+if published - done >= tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', KEYS[1], p .. 'published', 1)
+return 1
 "#;
 
 /// What recording an earlier stage's chunk came to.
@@ -272,23 +276,51 @@ impl JobStore {
             .map_err(command("reading reduce values"))
     }
 
-    /// Chunks of `stage` published and not yet recorded.
+    /// Takes one of `stage`'s `cap` in-flight slots for a chunk about to be published; false when all
+    /// are taken (chunks published and not yet recorded).
+    pub async fn take_stage_slot(
+        &self,
+        job: JobId,
+        stage: u16,
+        last: bool,
+        cap: u32,
+    ) -> Result<bool, StoreError> {
+        let taken: i64 = redis::Script::new(TAKE_SLOT)
+            .key(self.topology().job_key(job))
+            .arg(stage)
+            .arg(if last { "1" } else { "0" })
+            .arg(cap)
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(command("taking a stage's in-flight slot"))?;
+        Ok(taken == 1)
+    }
+
+    /// Chunks of `stage` counted in flight (published under its cap and not yet recorded).
     pub async fn stage_in_flight(
         &self,
         job: JobId,
         stage: u16,
         last: bool,
     ) -> Result<i64, StoreError> {
-        redis::Script::new(IN_FLIGHT)
-            .key(self.topology().job_key(job))
-            .arg(stage)
-            .arg(if last { "1" } else { "0" })
-            .invoke_async(&mut self.connection())
+        let done = if last {
+            "chunks_done".to_owned()
+        } else {
+            format!("s{stage}.chunks")
+        };
+        let mut hmget = redis::cmd("HMGET");
+        hmget
+            .arg(self.topology().job_key(job))
+            .arg(format!("s{stage}.published"))
+            .arg(done);
+        let (published, done): (Option<i64>, Option<i64>) = hmget
+            .query_async(&mut self.connection())
             .await
-            .map_err(command("counting a stage's chunks in flight"))
+            .map_err(command("counting a stage's chunks in flight"))?;
+        Ok(published.unwrap_or(0) - done.unwrap_or(0))
     }
 
-    /// Counts one more chunk of `stage` published (for its cap).
+    /// Counts one more chunk of `stage` published without a slot (its cap waited long enough).
     pub async fn count_stage_published(&self, job: JobId, stage: u16) -> Result<(), StoreError> {
         let _: i64 = self
             .connection()
@@ -337,7 +369,12 @@ impl JobStore {
                     items: recorded("items", "items_done"),
                     failed: recorded("failed", "items_failed"),
                     started_ms: field("started_ms"),
-                    finished_ms: field("finished_ms"),
+                    // The last stage ends with the job (a reduce's lower nodes finish before its root).
+                    finished_ms: if k == last {
+                        None
+                    } else {
+                        field("finished_ms")
+                    },
                 }
             })
             .collect();

@@ -37,8 +37,8 @@ struct StageEntry {
     kind: Spanned<String>,
     after: Option<Spanned<String>>,
     edge: Option<Spanned<String>>,
-    chunk_size: Option<u32>,
-    cap: Option<u32>,
+    chunk_size: Option<Spanned<u32>>,
+    cap: Option<Spanned<u32>>,
     reach: Option<u32>,
 }
 
@@ -89,18 +89,23 @@ pub fn parse(path: &str, text: &str) -> Result<Plan, String> {
             }
             (_, None) => None,
         };
+        // A mistake in a key is named at the key's line, any other at the stage's.
+        let place = match (&entry.chunk_size, &entry.cap) {
+            (Some(size), _) if number > 0 => at(size.span()),
+            (_, Some(cap)) if *cap.get_ref() == 0 => at(cap.span()),
+            (Some(size), _) => at(size.span()),
+            _ => at(span.clone()),
+        };
         let stage = Stage {
             kind: entry.kind.get_ref().clone(),
             edge,
-            chunk_size: entry.chunk_size,
-            cap: entry.cap,
+            chunk_size: entry.chunk_size.as_ref().map(|size| *size.get_ref()),
+            cap: entry.cap.as_ref().map(|cap| *cap.get_ref()),
             neighbourhood,
         };
         stages.push(stage);
-        Plan::new(stages.clone()).map_err(|e| {
-            let detail = e.split_once(": ").map_or(e.as_str(), |(_, rest)| rest);
-            format!("{}: stage {number}: {detail}", at(span.clone()))
-        })?;
+        // The plan's messages already name the stage ("stage 1 ('kind') ...").
+        Plan::new(stages.clone()).map_err(|e| format!("{place}: {e}"))?;
     }
     Plan::new(stages).map_err(|e| format!("{path}: {e}"))
 }
@@ -255,6 +260,13 @@ chunk_size = 1
         assert!(
             typo.starts_with("p.toml:3:") && typo.contains("chunk_sise"),
             "{typo}"
+        );
+        let late_size = error(
+            "[[stage]]\nkind = \"a\"\n[[stage]]\nkind = \"b\"\nafter = \"a\"\nchunk_size = 5\n",
+        );
+        assert!(
+            late_size.starts_with("p.toml:6: stage 1 ('b') sets chunk_size"),
+            "{late_size}"
         );
         let bad_kind = error("[[stage]]\nkind = \"A B\"\n");
         assert!(

@@ -67,7 +67,7 @@ pub async fn publish(
         Some(Edge::FlatMap) => flattened(&result, from.stage, kind)?,
         Some(Edge::Map) | None => mapped(&result, from.stage, kind),
     };
-    wait_for_cap(context, job, staged, next_stage).await;
+    take_slot(context, job, staged, next_stage).await;
     let message = TaskMessage {
         version: WIRE_VERSION,
         job_id: job,
@@ -79,9 +79,6 @@ pub async fn publish(
         payload: encode(&payload),
     };
     publish_task(context, &message).await?;
-    if next.cap.is_some() {
-        store.count_stage_published(job, next_stage).await?;
-    }
     let recorded = store
         .record_stage_chunk(job, from, output.items, output.failed, None)
         .await?;
@@ -153,25 +150,29 @@ fn succeeded_outputs(result: &ResultPayload) -> Result<String, PassOnError> {
     Ok(format!("[{}]", outputs.join(",")))
 }
 
-/// Holds a follow-up back while its stage has `cap` chunks in flight, for [`CAP_WAIT`] at most.
-async fn wait_for_cap(context: &Context, job: JobId, staged: &StagedJob, stage: u16) {
+/// Holds a follow-up back while its stage has `cap` chunks in flight, for [`CAP_WAIT`] at most, and
+/// counts it in flight once it may go.
+async fn take_slot(context: &Context, job: JobId, staged: &StagedJob, stage: u16) {
     let Some(cap) = staged.plan.stage(stage).and_then(|stage| stage.cap) else {
         return;
     };
     let last = stage == staged.plan.last();
     let deadline = Instant::now() + CAP_WAIT;
     loop {
-        match context.store.stage_in_flight(job, stage, last).await {
-            Ok(in_flight) if in_flight < i64::from(cap) => return,
-            Ok(_) if Instant::now() >= deadline => {
+        match context.store.take_stage_slot(job, stage, last, cap).await {
+            Ok(true) => return,
+            Ok(false) if Instant::now() >= deadline => {
                 tracing::info!(
                     stage,
                     cap,
                     "stage still at its cap after {CAP_WAIT:?}; publishing anyway"
                 );
+                if let Err(error) = context.store.count_stage_published(job, stage).await {
+                    tracing::warn!("{error}; the stage's cap may let one more chunk through");
+                }
                 return;
             }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Ok(false) => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(error) => {
                 tracing::warn!("{error}; publishing without checking the stage's cap");
                 return;
