@@ -55,9 +55,11 @@ impl JobStore {
         .transpose()
     }
 
-    /// Stores the finished PNG from `file` for the producer (replacing an earlier copy).
+    /// Stores the finished PNG from `file` for the producer, replacing an earlier copy at once: it is
+    /// written beside the key and renamed into place, so a producer never reads half of it.
     pub async fn store_png(&self, job: JobId, mut file: impl Read) -> Result<u64, StoreError> {
-        let key = self.topology().job_png_key(job);
+        let final_key = self.topology().job_png_key(job);
+        let key = format!("{final_key}:writing");
         let mut connection = self.connection();
         let _: () = connection
             .del(&key)
@@ -79,8 +81,11 @@ impl JobStore {
                 .map_err(command("storing the output PNG"))?;
             total += read as u64;
         }
-        let _: () = connection
+        let _: () = redis::pipe()
+            .atomic()
             .expire(&key, PNG_RETENTION.as_secs() as i64)
+            .rename(&key, &final_key)
+            .query_async(&mut connection)
             .await
             .map_err(command("storing the output PNG"))?;
         Ok(total)

@@ -387,14 +387,21 @@ impl JobStore {
         job: JobId,
         chunks: Range<u32>,
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        if chunks.is_empty() {
+        let fields: Vec<u32> = chunks.collect();
+        self.chunk_results_of(job, &fields).await
+    }
+
+    /// The stored results of `chunks`, in that order; `None` for a chunk with no result.
+    pub async fn chunk_results_of(
+        &self,
+        job: JobId,
+        fields: &[u32],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if fields.is_empty() {
             return Ok(Vec::new());
         }
-        let fields: Vec<u32> = chunks.collect();
         let mut command_ = redis::cmd("HMGET");
-        command_
-            .arg(self.topology.job_results_key(job))
-            .arg(&fields);
+        command_.arg(self.topology.job_results_key(job)).arg(fields);
         command_
             .query_async(&mut self.connection.clone())
             .await

@@ -153,6 +153,8 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
             Outcome::Settled(job_done.then_some(job))
         }
         Ok(Recorded::JobFailed) => {
+            // An image whose submission failed never finishes: drop its PNG.
+            context.images.forget(job);
             tracing::info!("result for a failed job dropped");
             Outcome::Settled(None)
         }

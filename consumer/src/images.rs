@@ -2,9 +2,11 @@
 //! out of order, then renamed into place and handed to the producer through Redis when the job ends.
 //!
 //! Tiles are recorded in Redis like any chunk result before they are drawn, so a consumer that restarts
-//! mid-image starts the PNG again from the tiles recorded so far; nothing is lost with its memory.
+//! mid-image starts the PNG again from the tiles recorded so far; nothing is lost with its memory. Each
+//! job's PNG is behind its own lock: it is opened once, tiles are drawn one at a time, and finishing
+//! waits for the tiles being drawn, then draws from Redis any recorded tile not drawn yet.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use taskq_common::job::JobId;
 use taskq_common::payload::ResultPayload;
 use taskq_common::store::{JobStore, StoreError};
 use taskq_image::{Region, RowAssembler};
+use tokio::sync::OwnedMutexGuard;
 
 /// Why an image's PNG could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -34,13 +37,29 @@ pub enum ImageError {
 #[derive(Default)]
 pub struct Images {
     geometry: Mutex<HashMap<JobId, Option<ImageOutput>>>,
-    open: Mutex<HashMap<JobId, Arc<Mutex<Open>>>>,
+    slots: Mutex<HashMap<JobId, Slot>>,
+}
+
+/// One job's PNG, behind its lock.
+type Slot = Arc<tokio::sync::Mutex<State>>;
+
+/// Where a job's PNG is.
+#[derive(Default)]
+enum State {
+    /// Not opened yet.
+    #[default]
+    Closed,
+    /// Being written.
+    Open(Box<Open>),
+    /// Finished (or its job ended): late tiles are not drawn.
+    Done,
 }
 
 /// One PNG being written.
 struct Open {
     assembler: RowAssembler<File>,
     temporary: PathBuf,
+    drawn: BTreeSet<u32>,
 }
 
 /// The blurred tile of an `image-blur` output (other fields are for the next pass).
@@ -70,9 +89,11 @@ impl Images {
     /// Forgets a job that ended (what is known of it, and its PNG if one was left open).
     pub fn forget(&self, job: JobId) {
         self.geometry.lock().expect("not poisoned").remove(&job);
-        if let Some(open) = self.open.lock().expect("not poisoned").remove(&job) {
-            if let Ok(open) = open.lock() {
-                let _ = std::fs::remove_file(&open.temporary);
+        if let Some(slot) = self.slots.lock().expect("not poisoned").remove(&job) {
+            if let Ok(mut state) = slot.try_lock() {
+                if let State::Open(open) = std::mem::replace(&mut *state, State::Done) {
+                    let _ = std::fs::remove_file(&open.temporary);
+                }
             }
         }
     }
@@ -86,54 +107,97 @@ impl Images {
         tile: u32,
         result: Vec<u8>,
     ) -> Result<(), ImageError> {
-        let open = self.open(store, output_dir, job).await?;
-        draw(open, vec![(tile, result)]).await
+        let mut state = self.slot(job).lock_owned().await;
+        if let State::Closed = *state {
+            if store
+                .job_state(job)
+                .await?
+                .is_none_or(|job| !job.status.is_active())
+            {
+                // The job ended already: this tile came late.
+                *state = State::Done;
+                return Ok(());
+            }
+            self.open(store, output_dir, job, &mut state).await?;
+        }
+        draw(state, vec![(tile, result)]).await
     }
 
-    /// Finishes the job's PNG: every tile drawn, the file synced and renamed to `<job>.png`. Returns its
-    /// path.
+    /// Finishes the job's PNG: every recorded tile drawn, the file synced and renamed to `<job>.png`.
+    /// Returns its path.
     pub async fn finish(
         &self,
         store: &JobStore,
         output_dir: &Path,
         job: JobId,
     ) -> Result<PathBuf, ImageError> {
-        let open = self.open(store, output_dir, job).await?;
-        self.open.lock().expect("not poisoned").remove(&job);
-        self.geometry.lock().expect("not poisoned").remove(&job);
-        let Ok(open) = Arc::try_unwrap(open) else {
-            return Err(ImageError::Io(
-                "the PNG is still being drawn; finishing later".into(),
-            ));
+        let mut state = self.slot(job).lock_owned().await;
+        if let State::Closed | State::Done = *state {
+            self.open(store, output_dir, job, &mut state).await?;
+        }
+        let missing = match &*state {
+            State::Open(open) => self.missing(job, open).await?,
+            _ => Vec::new(),
         };
-        let Open {
-            assembler,
-            temporary,
-        } = open.into_inner().expect("not poisoned");
+        if !missing.is_empty() {
+            let recorded = store.chunk_results_of(job, &missing).await?;
+            let tiles = missing
+                .into_iter()
+                .zip(recorded)
+                .filter_map(|(tile, result)| result.map(|result| (tile, result)))
+                .collect();
+            state = draw_holding(state, tiles).await?;
+        }
+        let State::Open(open) = std::mem::replace(&mut *state, State::Done) else {
+            return Err(ImageError::Io("the PNG was not open".into()));
+        };
         let path = output_dir.join(format!("{job}.png"));
         let final_path = path.clone();
-        tokio::task::spawn_blocking(move || {
-            let file = assembler
+        let written = tokio::task::spawn_blocking(move || {
+            let file = open
+                .assembler
                 .finish()
-                .map_err(|e| ImageError::Unusable(e.to_string()))?;
-            file.sync_all().map_err(|e| ImageError::Io(e.to_string()))?;
-            std::fs::rename(&temporary, &final_path).map_err(|e| ImageError::Io(e.to_string()))
+                .map_err(|e| ImageError::Unusable(e.to_string()));
+            let synced =
+                file.and_then(|file| file.sync_all().map_err(|e| ImageError::Io(e.to_string())));
+            let renamed = synced.and_then(|()| {
+                std::fs::rename(&open.temporary, &final_path)
+                    .map_err(|e| ImageError::Io(e.to_string()))
+            });
+            if renamed.is_err() {
+                let _ = std::fs::remove_file(&open.temporary);
+            }
+            renamed
         })
         .await
-        .map_err(|e| ImageError::Io(e.to_string()))??;
-        Ok(path)
+        .map_err(|e| ImageError::Io(e.to_string()))?;
+        // Failed or not, this PNG is closed: trying again opens a new one from Redis.
+        *state = if written.is_ok() {
+            State::Done
+        } else {
+            State::Closed
+        };
+        written.map(|()| path)
     }
 
-    /// The job's open PNG, opened and filled with the tiles recorded so far if it was not.
+    /// The job's slot, made on first use.
+    fn slot(&self, job: JobId) -> Slot {
+        self.slots
+            .lock()
+            .expect("not poisoned")
+            .entry(job)
+            .or_default()
+            .clone()
+    }
+
+    /// Opens the job's PNG into `state` and draws every tile recorded so far.
     async fn open(
         &self,
         store: &JobStore,
         output_dir: &Path,
         job: JobId,
-    ) -> Result<Arc<Mutex<Open>>, ImageError> {
-        if let Some(open) = self.open.lock().expect("not poisoned").get(&job) {
-            return Ok(open.clone());
-        }
+        state: &mut OwnedMutexGuard<State>,
+    ) -> Result<(), ImageError> {
         let geometry = self
             .geometry(store, job)
             .await?
@@ -142,36 +206,72 @@ impl Images {
         let file = File::create(&temporary).map_err(|e| ImageError::Io(e.to_string()))?;
         let assembler = RowAssembler::new(file, geometry.grid, geometry.format)
             .map_err(|e| ImageError::Io(e.to_string()))?;
-        let open = Arc::new(Mutex::new(Open {
-            assembler,
-            temporary,
-        }));
         let tiles = geometry.grid.len() as u32;
         let recorded = store.chunk_results(job, 0..tiles).await?;
+        **state = State::Open(Box::new(Open {
+            assembler,
+            temporary,
+            drawn: BTreeSet::new(),
+        }));
         let earlier: Vec<(u32, Vec<u8>)> = (0..tiles)
             .zip(recorded)
             .filter_map(|(tile, result)| result.map(|result| (tile, result)))
             .collect();
-        draw(open.clone(), earlier).await?;
-        let mut opened = self.open.lock().expect("not poisoned");
-        Ok(opened.entry(job).or_insert(open).clone())
+        if let State::Open(open) = &mut **state {
+            draw_into(open, earlier)?;
+        }
+        Ok(())
+    }
+
+    /// Tiles of the job not drawn into `open` yet.
+    async fn missing(&self, job: JobId, open: &Open) -> Result<Vec<u32>, ImageError> {
+        let tiles = self
+            .geometry
+            .lock()
+            .expect("not poisoned")
+            .get(&job)
+            .copied()
+            .flatten()
+            .map_or(0, |geometry| geometry.grid.len() as u32);
+        Ok((0..tiles)
+            .filter(|tile| !open.drawn.contains(tile))
+            .collect())
     }
 }
 
-/// Draws tiles from their stored results, off the async threads (drawing compresses rows).
-async fn draw(open: Arc<Mutex<Open>>, tiles: Vec<(u32, Vec<u8>)>) -> Result<(), ImageError> {
+/// Draws tiles off the async threads (drawing compresses rows), holding the job's lock.
+async fn draw(state: OwnedMutexGuard<State>, tiles: Vec<(u32, Vec<u8>)>) -> Result<(), ImageError> {
+    draw_holding(state, tiles).await.map(|_| ())
+}
+
+/// Like [`draw`], handing the lock back.
+async fn draw_holding(
+    mut state: OwnedMutexGuard<State>,
+    tiles: Vec<(u32, Vec<u8>)>,
+) -> Result<OwnedMutexGuard<State>, ImageError> {
     tokio::task::spawn_blocking(move || {
-        let mut open = open.lock().expect("not poisoned");
-        for (tile, result) in tiles {
-            let region = tile_region(tile, &result)?;
-            open.assembler
-                .add(tile as usize, region)
-                .map_err(|e| ImageError::Io(e.to_string()))?;
+        if let State::Open(open) = &mut *state {
+            draw_into(open, tiles)?;
         }
-        Ok(())
+        Ok(state)
     })
     .await
     .map_err(|e| ImageError::Io(e.to_string()))?
+}
+
+/// Draws tiles from their stored results into `open`.
+fn draw_into(open: &mut Open, tiles: Vec<(u32, Vec<u8>)>) -> Result<(), ImageError> {
+    for (tile, result) in tiles {
+        if open.drawn.contains(&tile) {
+            continue;
+        }
+        let region = tile_region(tile, &result)?;
+        open.assembler
+            .add(tile as usize, region)
+            .map_err(|e| ImageError::Io(e.to_string()))?;
+        open.drawn.insert(tile);
+    }
+    Ok(())
 }
 
 /// The pixels of tile `tile` from its stored result.

@@ -1,6 +1,7 @@
-//! A PNG's structure checked without decoding it: signature, every chunk whole with a good checksum,
-//! the header first and the end marker last. A truncated or damaged file is refused before any tile
-//! is sent, and the check only reads the bytes (no inflating), so it costs little next to decoding.
+//! A PNG checked before any of it is sent: signature, every chunk whole with a good checksum, the
+//! header first and the end marker last, and the image data inflated to exactly the bytes its rows
+//! need (without unfiltering or keeping them). A truncated or damaged file, or image data cut short
+//! inside well-formed chunks, is refused up front; the check costs an inflate, a fraction of decoding.
 
 use std::io::{self, Read};
 
@@ -32,6 +33,7 @@ pub fn check_png(mut reader: impl Read) -> Result<u64, StructureError> {
     let mut offset = 8u64;
     let mut first = true;
     let mut data = Vec::new();
+    let mut image = ImageData::default();
     loop {
         let mut head = [0u8; 8];
         if !read_full(&mut reader, &mut head)? {
@@ -63,9 +65,100 @@ pub fn check_png(mut reader: impl Read) -> Result<u64, StructureError> {
             )));
         }
         offset += 12 + length as u64;
-        if kind == "IEND" {
-            return Ok(offset);
+        match kind.as_str() {
+            "IHDR" => image.header(body)?,
+            "IDAT" => image.inflate(body)?,
+            "IEND" => {
+                image.finish()?;
+                return Ok(offset);
+            }
+            _ => {}
         }
+    }
+}
+
+/// The image data inflated as it is read, counting its bytes against what the header's rows need.
+#[derive(Default)]
+struct ImageData {
+    expected: u64,
+    inflater: Option<flate2::write::ZlibDecoder<Counter>>,
+}
+
+/// Counts bytes written and drops them.
+#[derive(Default)]
+struct Counter(u64);
+
+impl io::Write for Counter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0 += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ImageData {
+    /// Reads the header: the inflated size of a non-interlaced image is a filter byte and the samples
+    /// of each row (interlaced images are refused by the reader, so they are not counted here).
+    fn header(&mut self, header: &[u8]) -> Result<(), StructureError> {
+        let field = |at: usize| {
+            u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        };
+        if header.len() < 13 {
+            return Err(StructureError::Damaged(
+                "its header chunk is too short".into(),
+            ));
+        }
+        let (width, height) = (u64::from(field(0)), u64::from(field(4)));
+        let (depth, colour, interlace) = (u64::from(header[8]), header[9], header[12]);
+        let samples = match colour {
+            0 | 3 => 1,
+            4 => 2,
+            2 => 3,
+            6 => 4,
+            other => {
+                return Err(StructureError::Damaged(format!(
+                    "its colour type {other} is not one PNG defines"
+                )))
+            }
+        };
+        self.expected = if interlace == 0 {
+            height * (1 + (width * samples * depth).div_ceil(8))
+        } else {
+            0
+        };
+        self.inflater = Some(flate2::write::ZlibDecoder::new(Counter::default()));
+        Ok(())
+    }
+
+    fn inflate(&mut self, compressed: &[u8]) -> Result<(), StructureError> {
+        use io::Write;
+        let inflater = self
+            .inflater
+            .as_mut()
+            .ok_or_else(|| StructureError::Damaged("image data comes before its header".into()))?;
+        inflater
+            .write_all(compressed)
+            .map_err(|e| StructureError::Damaged(format!("its image data does not inflate ({e})")))
+    }
+
+    fn finish(&mut self) -> Result<(), StructureError> {
+        let Some(inflater) = self.inflater.take() else {
+            return Err(StructureError::Damaged("it has no header".into()));
+        };
+        let inflated = inflater
+            .finish()
+            .map_err(|e| StructureError::Truncated(format!("its image data ends early ({e})")))?
+            .0;
+        if self.expected > 0 && inflated < self.expected {
+            return Err(StructureError::Truncated(format!(
+                "its image data holds {inflated} of the {} bytes its rows need",
+                self.expected
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -97,6 +190,41 @@ mod tests {
             writer.write_image_data(&[7; 18]).unwrap();
         }
         bytes
+    }
+
+    /// A 3x2 RGB PNG whose image data, well-formed and checksummed, holds only `rows` rows.
+    fn png_with_rows(rows: usize) -> Vec<u8> {
+        use std::io::Write;
+        let chunk = |kind: &[u8], body: &[u8]| {
+            let mut chunk = (body.len() as u32).to_be_bytes().to_vec();
+            chunk.extend_from_slice(kind);
+            chunk.extend_from_slice(body);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(kind);
+            crc.update(body);
+            chunk.extend_from_slice(&crc.finalize().to_be_bytes());
+            chunk
+        };
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(&vec![0u8; rows * 10]).unwrap();
+        let data = zlib.finish().unwrap();
+        let mut png = SIGNATURE.to_vec();
+        png.extend(chunk(b"IHDR", &[0, 0, 0, 3, 0, 0, 0, 2, 8, 2, 0, 0, 0]));
+        png.extend(chunk(b"IDAT", &data));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    #[test]
+    fn image_data_cut_short_inside_good_chunks_is_refused() {
+        assert!(check_png(png_with_rows(2).as_slice()).is_ok());
+        let short = check_png(png_with_rows(1).as_slice())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            short.contains("truncated") && short.contains("10 of the 20 bytes"),
+            "{short}"
+        );
     }
 
     #[test]

@@ -123,18 +123,33 @@ fn check(args: &ImageBlurArgs) -> Result<Checked, String> {
     // Pixels travel as base64 inside JSON: 4 bytes for every 3.
     let message = carried * 4 / 3;
     if message > MAX_MESSAGE_BYTES {
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         return Err(format!(
-            "tiles of {}x{} make messages of {} MiB with sigma {} and {} pass(es), above the {} MiB a message may carry: give a smaller --tile",
+            "tiles of {}x{} make messages of {:.1} MiB with sigma {} and {} pass(es), above the {:.0} MiB a message may carry: use --tile {} or smaller",
             grid.tile_width(),
             grid.tile_height(),
-            message >> 20,
+            mib(message),
             args.sigma,
             args.passes,
-            MAX_MESSAGE_BYTES >> 20
+            mib(MAX_MESSAGE_BYTES),
+            largest_square_tile(pixel, radius, args.passes)
         ));
     }
     let plan = (args.passes > 1).then(|| passes_plan(args.passes, hood));
     Ok(Checked { blur, tiles, plan })
+}
+
+/// The largest square tile whose messages fit [`MAX_MESSAGE_BYTES`]: one pass carries the tile and its
+/// halo, later passes the 3x3 tiles around it (for tiles at least as wide as the radius).
+fn largest_square_tile(pixel: u64, radius: u32, passes: u32) -> u64 {
+    let pixels = MAX_MESSAGE_BYTES * 3 / 4 / pixel;
+    let side = (pixels as f64).sqrt() as u64;
+    if passes > 1 {
+        side / 3
+    } else {
+        side.saturating_sub(2 * u64::from(radius))
+    }
+    .max(1)
 }
 
 /// Which tiles a tile's halo reaches: as many columns and rows as the radius spans tiles.

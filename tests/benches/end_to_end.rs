@@ -6,9 +6,11 @@
 //! chunk size 1 >= 3,000 items/s; an idle worker under 20 MB resident. The seed's Python code runs beside
 //! ours (multiprocessing.Pool with 2 processes) for the ratio. Issue #3: the seed's 160 downloads within
 //! 1.5x of the ideal (see [`downloads`]). Issue #11: a warm client's round trip, programs as kinds, and a
-//! user's task against the built-in one (see [`own_tasks`]).
+//! user's task against the built-in one (see [`own_tasks`]). The image blur in tiles against the same
+//! blur on the whole image and Pillow's (see [`image`]).
 
 mod downloads;
+mod image;
 mod own_tasks;
 
 use std::process::Command;
@@ -53,6 +55,9 @@ fn main() {
     if wanted("downloads") {
         downloads::seed_downloads(&mut rows);
     }
+    if wanted("image") {
+        image::blur_side_by_side(&mut rows);
+    }
 
     println!("\n| scenario | measured | target |\n|---|---|---|");
     for row in rows {
@@ -62,7 +67,7 @@ fn main() {
 
 /// Whether to run a group of scenarios: every group, or only those named on the command line
 /// (`scripts/bench.sh round-trips own-tasks`; groups: loop, throughput, round-trips, own-tasks,
-/// downloads).
+/// downloads, image).
 fn wanted(group: &str) -> bool {
     let named: Vec<String> = std::env::args()
         .skip(1)
