@@ -3,12 +3,6 @@
 
 use super::*;
 
-/// `SumSquares`' closed form: the sum of i² for i in 0..n.
-fn sum_of_squares_below(n: u64) -> i128 {
-    let n = i128::from(n);
-    n * (n - 1) * (2 * n - 1) / 6
-}
-
 #[test]
 fn a_later_stage_starts_while_the_earlier_one_still_runs() {
     let mut deployment = Deployment::new("stagestream");

@@ -3,7 +3,8 @@
 //! stage's counts (`chunks_done == chunks`, items, failures), failures travelling from the stage that
 //! failed them to the output without running later, a flat-map renumbering its lines, a reduce folding
 //! 100,000 values through its tree, streaming read from the recorded timestamps (not from sleeps), a cap,
-//! a running job's per-stage status, and bad specs refused with their line before anything is recorded.
+//! a running job's per-stage status, retries and cancel reaching later stages, and bad specs refused with
+//! their line before anything is recorded.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -119,7 +120,14 @@ fn two_stages(first: &str, second: &str, edge: &str) -> String {
     )
 }
 
+/// `SumSquares`' closed form: the sum of i² for i in 0..n.
+fn sum_of_squares_below(n: u64) -> i128 {
+    let n = i128::from(n);
+    n * (n - 1) * (2 * n - 1) / 6
+}
+
 mod chains;
+mod control;
 mod flat_map;
 mod flow;
 mod reduce;
