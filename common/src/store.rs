@@ -11,6 +11,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+mod announcements;
+mod scripts;
+
+use scripts::{CLAIM_RUN, END_RUN, RECORD_RESULT, SET_STATUS_IF};
+
 use crate::config::redact_url;
 use crate::job::{JobId, JobSpec, JobState, JobStatus};
 use crate::stages::{ChunkRef, Plan, StagedJob};
@@ -81,55 +86,6 @@ pub enum Recorded {
     /// No such job in Redis (wrong prefix, expired, or the store was wiped).
     UnknownJob,
 }
-
-const RECORD_RESULT: &str = r#"
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {-1, 0} end
-if status == 'failed' then return {-2, 0} end
-if status == 'cancelled' then return {-3, 0} end
-if status == 'completed' then
-  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
-  return {0, 0}
-end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total_chunks'))
-redis.call('HDEL', KEYS[3], ARGV[5])
-if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then
-  redis.call('HINCRBY', KEYS[1], 'duplicates', 1)
-  local done = tonumber(redis.call('HGET', KEYS[1], 'chunks_done'))
-  return {0, done == total and 1 or 0}
-end
-local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
-redis.call('HINCRBY', KEYS[1], 'items_done', ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'items_failed', ARGV[4])
-return {1, done == total and 1 or 0}
-"#;
-
-const CLAIM_RUN: &str = r#"
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'', 0, '', 0} end
-if status ~= 'submitting' and status ~= 'running' then return {status, 0, '', 0} end
-local stages = redis.call('HGET', KEYS[1], 'stages')
-if stages then
-  local now = redis.call('TIME')
-  redis.call('HSETNX', KEYS[1], 's' .. ARGV[2] .. '.started_ms', now[1] * 1000 + math.floor(now[2] / 1000))
-end
-return {status, redis.call('HINCRBY', KEYS[2], ARGV[1], 1), stages or '',
-  tonumber(redis.call('HGET', KEYS[1], 'source_chunks') or '0')}
-"#;
-
-const END_RUN: &str = r#"
-local runs = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if runs > 0 then redis.call('HINCRBY', KEYS[1], ARGV[1], -1) end
-return 0
-"#;
-
-const SET_STATUS_IF: &str = r#"
-if redis.call('HGET', KEYS[1], 'status') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'status', ARGV[2])
-  return 1
-end
-return 0
-"#;
 
 /// Job state for one deployment (one prefix). Cheap to clone; clones share one multiplexed connection.
 #[derive(Clone)]
@@ -426,52 +382,6 @@ impl JobStore {
             .await
             .map_err(command("marking the job completed"))?;
         Ok(())
-    }
-
-    /// A stream that yields when `job` is announced finished (completed or failed). Subscribe before
-    /// reading the job's state, so an end between the read and the subscription is not missed. It ends
-    /// if the subscription's connection does; then read the state as before.
-    pub async fn finished_announcements(
-        &self,
-        job: JobId,
-    ) -> Result<impl futures::Stream<Item = ()> + Send + Unpin, StoreError> {
-        let mut pubsub = self.pubsub().await?;
-        pubsub
-            .subscribe(self.topology.job_finished_channel(job))
-            .await
-            .map_err(command("subscribing to job announcements"))?;
-        Ok(futures::StreamExt::map(pubsub.into_on_message(), |_| ()))
-    }
-
-    /// Every job's end as it is announced, by job id: one subscription for a long-lived client that
-    /// waits for many jobs. Ends when the subscription's connection does.
-    pub async fn every_finished_announcement(
-        &self,
-    ) -> Result<impl futures::Stream<Item = JobId> + Send + Unpin, StoreError> {
-        let mut pubsub = self.pubsub().await?;
-        pubsub
-            .psubscribe(self.topology.jobs_finished_pattern())
-            .await
-            .map_err(command("subscribing to job announcements"))?;
-        let topology = self.topology.clone();
-        Ok(futures::StreamExt::filter_map(
-            pubsub.into_on_message(),
-            move |message| {
-                futures::future::ready(topology.finished_job(message.get_channel_name()))
-            },
-        ))
-    }
-
-    /// A new pub/sub connection, within the process's deadline.
-    async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
-        let limit = crate::deadline::limit();
-        match crate::deadline::within(limit, self.client.get_async_pubsub()).await {
-            Some(pubsub) => pubsub.map_err(command("subscribing to job announcements")),
-            None => Err(StoreError::Unreachable {
-                url: "Redis (pub/sub)".into(),
-                reason: format!("no answer within {limit:?} (--connect-timeout)"),
-            }),
-        }
     }
 
     /// The ids of every job recorded under this prefix (finished ones until they expire).

@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use taskq_common::broker::{BrokerError, Outgoing, Publisher};
 use taskq_common::dead_letter::{self, DeadLetter};
-use taskq_common::envelope::{self, decode_payload, ResultMessage, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::{self, ResultMessage, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobStatus;
-use taskq_common::payload::TaskPayload;
 use taskq_common::settle::Received;
 use taskq_common::stages::{ChunkRef, StagedJob};
 use taskq_common::store::{Claim, JobStore};
@@ -22,13 +21,15 @@ use tracing::Instrument;
 
 use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
-use crate::kinds::cpu::{ChunkRun, CpuChunk};
-use crate::kinds::io::{IoChunk, IoRun};
-use crate::kinds::output::{fail_chunk, without_inputs, ChunkOutput, RunError};
+use crate::kinds::output::{fail_chunk, without_inputs, ChunkOutput};
 use crate::kinds::{Kind, Kinds, Runner};
-use crate::pool::{CpuPool, Permit, PoolOutcome};
+use crate::pool::CpuPool;
 use crate::results::ResultPublisher;
-use crate::stages::{self, upstream};
+use crate::stages;
+
+mod run;
+
+use run::{run_chunk, Ran, Ready};
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
 /// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
@@ -292,99 +293,6 @@ async fn check_status(context: &Context, task: &TaskMessage) -> Result<Option<St
             task.job_id,
             context.topology.prefix()
         ))),
-    }
-}
-
-/// What running a chunk came to.
-enum Ran {
-    /// It ran: its output, and the time it took.
-    Finished(ChunkOutput, Duration),
-    /// It did not run to the end: the worker began stopping first, or its job was cancelled meanwhile.
-    /// It goes back untouched (and the status check drops a cancelled job's chunk next time).
-    Stopped,
-    /// It can never run (its payload does not decode, or the chunk itself panicked).
-    Failed(String),
-}
-
-/// A chunk cleared to run: a CPU chunk holds a pool thread.
-enum Ready {
-    Cpu(Arc<dyn CpuChunk>, Permit),
-    Io(Arc<dyn IoChunk>),
-}
-
-async fn run_chunk(context: &Context, task: &TaskMessage, kind: &Kind, ready: Ready) -> Ran {
-    let payload: TaskPayload = match decode_payload(&task.payload) {
-        Ok(payload) => payload,
-        Err(error) => return Ran::Failed(error.to_string()),
-    };
-    // Items that failed in an earlier stage are not run: the rest runs in parts, merged afterwards.
-    let whole = (!payload.missing.is_empty()).then(|| payload.clone());
-    let parts = match upstream::runnable_parts(payload) {
-        Ok(parts) => parts,
-        Err(error) => return Ran::Failed(error.to_string()),
-    };
-    let running = context.cancels.start(task.job_id);
-    let cancel = running.token();
-    let started = Instant::now();
-    let outcome = match ready {
-        Ready::Cpu(run, permit) => {
-            let time_limit = kind.time_limit.unwrap_or(context.chunk_time_limit);
-            let (job, attempt) = (task.job_id, task.attempt);
-            let chunk = move |items| {
-                let started = Instant::now();
-                let run_this = ChunkRun {
-                    job,
-                    attempt,
-                    deadline: started + time_limit,
-                    time_limit,
-                    cancel,
-                    items,
-                };
-                let outputs: Result<Vec<_>, _> =
-                    parts.iter().map(|part| run.run(part, &run_this)).collect();
-                (outputs, started.elapsed())
-            };
-            match context.pool.run(permit, chunk).await {
-                PoolOutcome::Done((outcome, compute)) => outcome.map(|outputs| (outputs, compute)),
-                PoolOutcome::Panicked(message) => {
-                    return Ran::Failed(format!("the chunk {message}"))
-                }
-                PoolOutcome::NotStarted => return Ran::Stopped,
-            }
-        }
-        Ready::Io(run) => {
-            let io_run = IoRun {
-                job: task.job_id,
-                attempt: task.attempt,
-                cancel,
-                lane: context.io.clone(),
-            };
-            let mut outputs = Vec::with_capacity(parts.len());
-            let mut failure = None;
-            for part in parts {
-                match run.run(part, io_run.clone()).await {
-                    Ok(output) => outputs.push(output),
-                    Err(error) => {
-                        failure = Some(error);
-                        break;
-                    }
-                }
-            }
-            match failure {
-                Some(error) => Err(error),
-                None => Ok((outputs, started.elapsed())),
-            }
-        }
-    };
-    drop(running);
-    let merged = outcome.and_then(|(mut outputs, compute)| match &whole {
-        None => Ok((outputs.remove(0), compute)),
-        Some(whole) => Ok((upstream::merge(whole, outputs)?, compute)),
-    });
-    match merged {
-        Ok((output, compute)) => Ran::Finished(output, compute),
-        Err(RunError::Cancelled) => Ran::Stopped,
-        Err(error) => Ran::Failed(error.to_string()),
     }
 }
 

@@ -9,80 +9,18 @@
 //! - [`spec`]: the TOML job spec (`producer submit --spec`), with errors that name the line.
 //! - [`tree`]: the shape of a reduce's tree of partial reduces.
 
+mod chunk;
+mod neighbourhood;
 pub mod spec;
 pub mod tree;
+
+pub use chunk::{ChunkRef, StagedJob};
+pub use neighbourhood::Neighbourhood;
 
 use serde::{Deserialize, Serialize};
 
 use crate::job::ChunkSize;
 use crate::task::validate_kind_name;
-
-/// A chunk's identity within its job: stage, reduce level and number. Each stage records a chunk once
-/// by this identity, and a chunk's runs are counted by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ChunkRef {
-    /// The stage, from 0.
-    pub stage: u16,
-    /// The reduce level (see [`tree`]); 0 outside a reduce stage.
-    pub level: u8,
-    /// The chunk's number within its stage (and level).
-    pub chunk: u32,
-}
-
-impl ChunkRef {
-    /// A chunk of a job of one stage (or of a job's first stage).
-    pub fn first_stage(chunk: u32) -> Self {
-        Self {
-            stage: 0,
-            level: 0,
-            chunk,
-        }
-    }
-
-    /// The identity a task message carries.
-    pub fn of(task: &crate::envelope::TaskMessage) -> Self {
-        Self {
-            stage: task.stage,
-            level: task.level,
-            chunk: task.task_id,
-        }
-    }
-
-    /// The chunk's field in the job's Redis hashes: its number alone in the first stage (as before
-    /// stages existed), `stage:level.number` after it.
-    pub fn field(&self) -> String {
-        if self.stage == 0 && self.level == 0 {
-            self.chunk.to_string()
-        } else {
-            format!("{}:{}.{}", self.stage, self.level, self.chunk)
-        }
-    }
-}
-
-/// What a worker knows of a multi-stage job while it runs one of its chunks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StagedJob {
-    /// The stages.
-    pub plan: Plan,
-    /// Chunks of the first stage.
-    pub source_chunks: u32,
-}
-
-impl StagedJob {
-    /// Chunks (outputs) stage `stage` has: the leaves of a reduce that follows it.
-    pub fn chunks_of(&self, stage: u16) -> u32 {
-        let mut outputs = self.source_chunks;
-        for (number, current) in self.plan.stages().iter().enumerate() {
-            if current.edge == Some(Edge::Reduce) {
-                outputs = 1;
-            }
-            if number == usize::from(stage) {
-                break;
-            }
-        }
-        outputs
-    }
-}
 
 /// How a stage takes its predecessor's outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,52 +39,6 @@ pub enum Edge {
     /// are done: a join, counted atomically. Its one item is `{"chunk": n, "parts": [{"chunk": m,
     /// "outputs": [..]}, ..]}`; only kinds that declare `neighbours` take it.
     Neighbours,
-}
-
-/// Which chunks are neighbours: chunks laid out in rows of `cols` (0: one row), and those within
-/// `reach_x` columns and `reach_y` rows of a chunk are its neighbours (itself included).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Neighbourhood {
-    /// Chunks per row; 0 for a single row of every chunk.
-    pub cols: u32,
-    /// How many columns away a neighbour may be.
-    pub reach_x: u32,
-    /// How many rows away a neighbour may be.
-    pub reach_y: u32,
-}
-
-impl Default for Neighbourhood {
-    /// The chunk before and the chunk after.
-    fn default() -> Self {
-        Self {
-            cols: 0,
-            reach_x: 1,
-            reach_y: 0,
-        }
-    }
-}
-
-impl Neighbourhood {
-    /// The neighbours of `chunk` (itself included) among `chunks` chunks, in order.
-    pub fn of(&self, chunk: u32, chunks: u32) -> Vec<u32> {
-        let cols = if self.cols == 0 {
-            chunks.max(1)
-        } else {
-            self.cols
-        };
-        let rows = chunks.div_ceil(cols);
-        let (x, y) = (chunk % cols, chunk / cols);
-        let mut neighbours = Vec::new();
-        for row in y.saturating_sub(self.reach_y)..=(y + self.reach_y).min(rows.saturating_sub(1)) {
-            for col in x.saturating_sub(self.reach_x)..=(x + self.reach_x).min(cols - 1) {
-                let neighbour = row * cols + col;
-                if neighbour < chunks {
-                    neighbours.push(neighbour);
-                }
-            }
-        }
-        neighbours
-    }
 }
 
 impl Edge {
@@ -404,29 +296,6 @@ mod tests {
         assert_eq!(plan.chunks_per_stage(40), vec![40, 4, 1]);
         assert_eq!(plan.results(40), 1);
         assert!(!plan.renumbers());
-    }
-
-    #[test]
-    fn neighbours_are_found_in_rows_and_columns() {
-        let line = Neighbourhood::default();
-        assert_eq!(line.of(0, 5), vec![0, 1]);
-        assert_eq!(line.of(2, 5), vec![1, 2, 3]);
-        assert_eq!(line.of(4, 5), vec![3, 4]);
-        // 3 columns, 7 chunks: rows 0-2, the last row holds chunk 6 alone.
-        let grid = Neighbourhood {
-            cols: 3,
-            reach_x: 1,
-            reach_y: 1,
-        };
-        assert_eq!(grid.of(4, 7), vec![0, 1, 2, 3, 4, 5, 6]);
-        assert_eq!(grid.of(0, 7), vec![0, 1, 3, 4]);
-        assert_eq!(grid.of(6, 7), vec![3, 4, 6]);
-        let wide = Neighbourhood {
-            cols: 4,
-            reach_x: 2,
-            reach_y: 0,
-        };
-        assert_eq!(wide.of(1, 8), vec![0, 1, 2, 3]);
     }
 
     #[test]
