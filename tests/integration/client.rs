@@ -22,7 +22,7 @@ impl Task for Unserved {
 
 /// The kinds the one stock worker of these tests serves, as the refusal names them.
 fn stock_kinds() -> Vec<String> {
-    ["download", "square", "sum-squares"]
+    ["download", "image-blur", "square", "sum-squares"]
         .map(String::from)
         .to_vec()
 }

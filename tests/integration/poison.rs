@@ -88,7 +88,7 @@ async fn undecodable_messages_are_dead_lettered_with_the_reason() {
     let expected = [
         "malformed message".to_owned(),
         "malformed message: payload".to_owned(),
-        "this worker does not serve task kind 'mine-bitcoin' (it serves download, square, sum-squares)"
+        "this worker does not serve task kind 'mine-bitcoin' (it serves download, image-blur, square, sum-squares)"
             .to_owned(),
         format!("unsupported wire version {}", WIRE_VERSION + 1),
         "which Redis does not know".to_owned(),

@@ -285,7 +285,7 @@ async fn an_unserved_kind_is_refused_or_waits_in_its_queue_until_a_worker_serves
     let stderr = refused(&run);
     assert!(
         stderr.contains(
-            "no live worker serves task kind 'nosuch' (served now: download, square, sum-squares)"
+            "no live worker serves task kind 'nosuch' (served now: download, image-blur, square, sum-squares)"
         ),
         "{stderr}"
     );
