@@ -43,6 +43,27 @@ pub struct TaskMessage {
     pub payload: Vec<u8>,
 }
 
+impl TaskMessage {
+    /// A first attempt at chunk `task_id` of `stage` (and reduce `level`) of `job`, holding `payload`.
+    pub fn new(
+        job_id: JobId,
+        (stage, level, task_id): (u16, u8, u32),
+        kind: &str,
+        payload: &crate::payload::TaskPayload,
+    ) -> Self {
+        Self {
+            version: WIRE_VERSION,
+            job_id,
+            task_id,
+            kind: kind.to_owned(),
+            attempt: 1,
+            stage,
+            level,
+            payload: encode(payload),
+        }
+    }
+}
+
 /// A result: the outcome of one chunk, for the consumer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultMessage {

@@ -109,6 +109,19 @@ impl Topology {
             .collect()
     }
 
+    /// The message publishing `task` to its kind's queue; its id names the chunk (`<job>/<chunk>`, or
+    /// `<job>/<stage>:<level>.<chunk>` after the first stage), the same however often it is published.
+    pub fn task_outgoing(&self, task: &crate::envelope::TaskMessage) -> crate::broker::Outgoing {
+        let chunk = crate::stages::ChunkRef::of(task);
+        crate::broker::Outgoing {
+            queue: self.task_queue(&task.kind),
+            body: crate::envelope::encode(task),
+            message_id: format!("{}/{}", task.job_id, chunk.field()),
+            kind: task.kind.clone(),
+            ..Default::default()
+        }
+    }
+
     /// The Redis hash holding a job's record and progress counters.
     pub fn job_key(&self, job: JobId) -> String {
         format!("{}:job:{job}", self.prefix)

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use taskq_common::broker::Outgoing;
 use taskq_common::config::ConnectionArgs;
-use taskq_common::envelope::{encode, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::TaskMessage;
 use taskq_common::image_job::ImageOutput;
 use taskq_common::job::{now_ms, JobId, JobSpec, JobStatus};
 use taskq_common::payload::TaskPayload;
@@ -190,24 +190,8 @@ fn tile_message(
         "region": tile.region,
     });
     let payload = TaskPayload::of(tile.index as u64, &[item]).expect("a tile encodes as JSON");
-    let task_id = tile.index as u32;
-    let message = TaskMessage {
-        version: WIRE_VERSION,
-        job_id: job,
-        task_id,
-        kind: KIND.to_owned(),
-        attempt: 1,
-        stage: 0,
-        level: 0,
-        payload: encode(&payload),
-    };
-    Outgoing {
-        queue: topology.task_queue(KIND),
-        body: encode(&message),
-        message_id: format!("{job}/{task_id}"),
-        kind: KIND.to_owned(),
-        ..Outgoing::default()
-    }
+    let task = TaskMessage::new(job, (0, 0, tile.index as u32), KIND, &payload);
+    topology.task_outgoing(&task)
 }
 
 /// Writes the job's PNG, as the consumer handed it over, to `output` (whole or not at all).

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use taskq_common::broker::Outgoing;
-use taskq_common::envelope::{encode, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::TaskMessage;
 use taskq_common::job::{now_ms, JobId, JobSpec};
 use taskq_common::payload::TaskPayload;
 use taskq_common::stages::{spec, Plan};
@@ -211,30 +211,14 @@ fn build_typed<T: Serialize>(
 ) -> Prepared {
     let id = JobId::new();
     let per_chunk = per_chunk.max(1);
-    let queue = topology.task_queue(kind);
     let mut messages = Vec::with_capacity(items.len().div_ceil(per_chunk));
     for (task_id, chunk) in items.chunks(per_chunk).enumerate() {
         let task_id = task_id as u32;
         let first_index = (task_id as usize * per_chunk) as u64;
         // Items that came as JSON or as plain values always encode.
         let payload = TaskPayload::of(first_index, chunk).expect("items encode as JSON");
-        let task = TaskMessage {
-            version: WIRE_VERSION,
-            job_id: id,
-            task_id,
-            kind: kind.to_owned(),
-            attempt: 1,
-            stage: 0,
-            level: 0,
-            payload: encode(&payload),
-        };
-        messages.push(Outgoing {
-            queue: queue.clone(),
-            body: encode(&task),
-            message_id: format!("{id}/{task_id}"),
-            kind: kind.to_owned(),
-            ..Outgoing::default()
-        });
+        let task = TaskMessage::new(id, (0, 0, task_id), kind, &payload);
+        messages.push(topology.task_outgoing(&task));
     }
     let spec = JobSpec {
         id,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use taskq_common::envelope::{decode_payload, encode, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::decode_payload;
 use taskq_common::job::JobId;
 use taskq_common::payload::{ItemError, ResultPayload, TaskPayload};
 use taskq_common::stage_store::ReduceValue;
@@ -13,7 +13,7 @@ use taskq_common::stages::tree::{Node, Tree};
 use taskq_common::stages::{ChunkRef, Edge, StagedJob, CAP_WAIT};
 use tokio::time::Instant;
 
-use super::{from_stage, join, note, publish_task, reduce, PassOnError};
+use super::{from_stage, join, note, publish_chunk, reduce, PassOnError};
 use crate::handler::Context;
 use crate::kinds::output::{preview, ChunkOutput};
 
@@ -68,17 +68,12 @@ pub async fn publish(
         Some(Edge::Map) | None => mapped(&result, from.stage, kind),
     };
     take_slot(context, job, staged, next_stage).await;
-    let message = TaskMessage {
-        version: WIRE_VERSION,
-        job_id: job,
-        task_id: number,
-        kind: next.kind.clone(),
-        attempt: 1,
+    let at = ChunkRef {
         stage: next_stage,
         level: 0,
-        payload: encode(&payload),
+        chunk: number,
     };
-    publish_task(context, &message).await?;
+    publish_chunk(context, job, at, &next.kind, &payload).await?;
     let recorded = store
         .record_stage_chunk(job, from, output.items, output.failed, None)
         .await?;

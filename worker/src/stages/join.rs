@@ -4,12 +4,11 @@
 //! its neighbourhood as its one item. No barrier: a tile of the next pass starts as soon as the tiles
 //! around it are done.
 
-use taskq_common::envelope::{encode, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobId;
 use taskq_common::payload::{ItemError, ResultPayload, TaskPayload};
 use taskq_common::stages::{ChunkRef, StagedJob};
 
-use super::{from_stage, publish_task, read_stored, stored, PassOnError};
+use super::{from_stage, publish_chunk, read_stored, stored, PassOnError};
 use crate::handler::Context;
 use crate::kinds::output::ChunkOutput;
 
@@ -53,17 +52,7 @@ pub async fn record_and_publish(
         if done as usize >= neighbours.len() {
             let parts: Vec<ChunkRef> = neighbours.iter().copied().map(at).collect();
             let payload = joined_payload(context, job, chunk, &parts).await?;
-            let message = TaskMessage {
-                version: WIRE_VERSION,
-                job_id: job,
-                task_id: chunk,
-                kind: next.kind.clone(),
-                attempt: 1,
-                stage,
-                level: 0,
-                payload: encode(&payload),
-            };
-            publish_task(context, &message).await?;
+            publish_chunk(context, job, at(chunk), &next.kind, &payload).await?;
         }
     }
     Ok(())

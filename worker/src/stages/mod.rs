@@ -68,17 +68,17 @@ pub async fn pass_on(
     }
 }
 
-/// Publishes a chunk of a later stage to its kind's queue, with the broker's confirm. Its message id is
-/// the chunk's identity, the same however often it is published.
-async fn publish_task(context: &Context, message: &TaskMessage) -> Result<(), BrokerError> {
-    let chunk = taskq_common::stages::ChunkRef::of(message);
-    let outgoing = taskq_common::broker::Outgoing {
-        queue: context.topology.task_queue(&message.kind),
-        body: taskq_common::envelope::encode(message),
-        message_id: format!("{}/{}", message.job_id, chunk.field()),
-        kind: message.kind.clone(),
-        ..Default::default()
-    };
+/// Publishes chunk `at` of a later stage of `job` (a first attempt) to `kind`'s queue, with the
+/// broker's confirm. Its message id is the chunk's identity, the same however often it is published.
+async fn publish_chunk(
+    context: &Context,
+    job: taskq_common::job::JobId,
+    at: taskq_common::stages::ChunkRef,
+    kind: &str,
+    payload: &taskq_common::payload::TaskPayload,
+) -> Result<(), BrokerError> {
+    let task = TaskMessage::new(job, (at.stage, at.level, at.chunk), kind, payload);
+    let outgoing = context.topology.task_outgoing(&task);
     context.publisher.publish(&outgoing).await
 }
 

@@ -6,14 +6,14 @@
 //! Values are stored in Redis as JSON text, or as `!` and the reason when the node failed: its parent
 //! then fails with that reason instead of folding a hole.
 
-use taskq_common::envelope::{decode_payload, encode, TaskMessage, WIRE_VERSION};
+use taskq_common::envelope::{decode_payload, TaskMessage};
 use taskq_common::job::JobId;
 use taskq_common::payload::{ItemError, ResultPayload, TaskPayload};
 use taskq_common::stage_store::{ReduceValue, StageRecorded};
 use taskq_common::stages::tree::{Node, Tree};
 use taskq_common::stages::{ChunkRef, StagedJob};
 
-use super::{follow_up, note, publish_task, read_stored, stored, PassOnError};
+use super::{follow_up, note, publish_chunk, read_stored, stored, PassOnError};
 use crate::handler::{publish_result, Context};
 use crate::kinds::output::{without_inputs, ChunkOutput};
 
@@ -104,17 +104,8 @@ impl Folding<'_> {
             }];
         }
         let kind = &self.staged.plan.stages()[usize::from(self.stage)].kind;
-        let message = TaskMessage {
-            version: WIRE_VERSION,
-            job_id: self.job,
-            task_id: node.index,
-            kind: kind.clone(),
-            attempt: 1,
-            stage: self.stage,
-            level: node.level,
-            payload: encode(&payload),
-        };
-        Ok(publish_task(context, &message).await?)
+        let at = chunk_ref(self.stage, node);
+        Ok(publish_chunk(context, self.job, at, kind, &payload).await?)
     }
 }
 
