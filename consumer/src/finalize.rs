@@ -146,8 +146,7 @@ async fn finalize_image(
         "png_bytes": bytes,
     });
     if let Some(staged) = store.stage_progress(job).await? {
-        summary["pipeline"] = staged.plan.describe().into();
-        summary["stages"] = serde_json::to_value(&staged.stages).unwrap_or_default();
+        add_stages(&mut summary, &staged);
     }
     store.complete(job, &summary).await?;
     Ok(summary)
@@ -233,10 +232,8 @@ fn write_files(
         summary["chunks_done"] = chunks.len().into();
         summary["items_submitted"] = state.spec.total_items.into();
     }
-    if let Some(staged) = stages {
-        summary["pipeline"] = staged.plan.describe().into();
-        summary["stages"] =
-            serde_json::to_value(&staged.stages).map_err(|e| output_error(e.into()))?;
+    if let Some(staged) = &stages {
+        add_stages(&mut summary, staged);
     }
     if let Some(results) = inline {
         summary["results"] = serde_json::Value::Array(results);
@@ -249,6 +246,13 @@ fn write_files(
     })
     .map_err(output_error)?;
     Ok(summary)
+}
+
+/// Adds a multi-stage job's pipeline and each stage's progress to its summary.
+fn add_stages(summary: &mut serde_json::Value, staged: &StageProgress) {
+    summary["pipeline"] = staged.plan.describe().into();
+    // Plain numbers and strings: they always encode.
+    summary["stages"] = serde_json::json!(staged.stages);
 }
 
 /// Writes through `fill` into a unique temporary file beside `path`, then renames it into place.
