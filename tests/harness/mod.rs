@@ -356,6 +356,7 @@ impl Deployment {
             max_body_bytes: 1,
             max_redirects: 0,
             retries: 0,
+            rules: Default::default(),
         })
         .expect("HTTP client");
         let infos: Vec<KindInfo> = worker::Worker::builder()

@@ -7,6 +7,7 @@ mod client;
 mod consolidation;
 mod control;
 mod deadlines;
+mod download_rules;
 mod downloads;
 mod image;
 mod long_chunks;
