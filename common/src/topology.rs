@@ -290,6 +290,12 @@ impl Topology {
         format!("{}:job:{job}:members", self.prefix)
     }
 
+    /// The Redis set of broadcast jobs that may still be running, which the consumer watches for jobs
+    /// whose members all stopped.
+    pub fn broadcast_jobs_key(&self) -> String {
+        format!("{}:broadcast-jobs", self.prefix)
+    }
+
     async fn declare_broadcast_exchange(&self, channel: &Channel) -> Result<(), BrokerError> {
         declare_fanout(channel, &self.broadcast_exchange()).await
     }
