@@ -11,6 +11,7 @@ mod download_rules;
 mod downloads;
 mod image;
 mod long_chunks;
+mod manifests;
 mod n_workers;
 mod poison;
 mod programs;
