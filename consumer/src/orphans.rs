@@ -53,7 +53,13 @@ async fn check(
     for job in jobs {
         let state = store.job_state(job).await?;
         let members = store.members(job).await?;
-        match orphans.verdict(job, state.as_ref(), members.as_deref(), &membership, Instant::now()) {
+        match orphans.verdict(
+            job,
+            state.as_ref(),
+            members.as_deref(),
+            &membership,
+            Instant::now(),
+        ) {
             Verdict::Forget => store.forget_broadcast_job(job).await?,
             Verdict::Wait => {}
             Verdict::Fail(reason) => {
@@ -144,7 +150,11 @@ fn gone(member: &Member, membership: &Membership) -> String {
     if membership.live.iter().any(|info| &info.worker_id == id) {
         return "restarted since: the new run is not a member".into();
     }
-    match membership.crashed.iter().find(|crashed| &crashed.worker_id == id) {
+    match membership
+        .crashed
+        .iter()
+        .find(|crashed| &crashed.worker_id == id)
+    {
         Some(crashed) => format!(
             "last heartbeat {} s ago",
             now_ms().saturating_sub(crashed.last_heartbeat_ms) / 1000

@@ -62,7 +62,7 @@ fn a_running_job_whose_members_are_all_gone_fails_after_the_grace_without_progre
     let mut orphans = Orphans::default();
     let job = JobId::new();
     let start = Instant::now();
-    let mut at = |orphans: &mut Orphans, state: &JobState, after: Duration| {
+    let at = |orphans: &mut Orphans, state: &JobState, after: Duration| {
         orphans.verdict(job, Some(state), Some(&members), &membership, start + after)
     };
     let running = state(JobStatus::Running, 3);
@@ -100,22 +100,49 @@ fn a_job_with_a_live_member_or_not_running_waits_and_an_ended_one_is_forgotten()
     let start = Instant::now();
     let running = state(JobStatus::Running, 0);
     for after in [Duration::ZERO, GRACE, GRACE * 3] {
-        let verdict = orphans.verdict(job, Some(&running), Some(&members), &one_alive, start + after);
+        let verdict = orphans.verdict(
+            job,
+            Some(&running),
+            Some(&members),
+            &one_alive,
+            start + after,
+        );
         assert_eq!(verdict, Verdict::Wait);
     }
     for status in [JobStatus::Submitting, JobStatus::Cancelling] {
         for after in [Duration::ZERO, GRACE * 3] {
-            let verdict =
-                orphans.verdict(job, Some(&state(status, 0)), Some(&members), &nobody, start + after);
+            let verdict = orphans.verdict(
+                job,
+                Some(&state(status, 0)),
+                Some(&members),
+                &nobody,
+                start + after,
+            );
             assert_eq!(verdict, Verdict::Wait, "{status:?}");
         }
     }
-    for status in [JobStatus::Completed, JobStatus::Failed, JobStatus::Cancelled] {
-        let verdict = orphans.verdict(job, Some(&state(status, 10)), Some(&members), &nobody, start);
+    for status in [
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ] {
+        let verdict = orphans.verdict(
+            job,
+            Some(&state(status, 10)),
+            Some(&members),
+            &nobody,
+            start,
+        );
         assert_eq!(verdict, Verdict::Forget);
     }
-    assert_eq!(orphans.verdict(job, None, Some(&members), &nobody, start), Verdict::Forget);
-    assert_eq!(orphans.verdict(job, Some(&running), None, &nobody, start), Verdict::Forget);
+    assert_eq!(
+        orphans.verdict(job, None, Some(&members), &nobody, start),
+        Verdict::Forget
+    );
+    assert_eq!(
+        orphans.verdict(job, Some(&running), None, &nobody, start),
+        Verdict::Forget
+    );
     // A member that left gracefully unregistered.
     assert_eq!(gone(&members[0], &nobody), "unregistered: it stopped");
 }

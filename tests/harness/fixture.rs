@@ -92,8 +92,7 @@ impl FixtureServer {
 
     /// Starts a server on `ip` (another loopback address, 127.0.0.2, say) on a free port.
     pub fn start_on(ip: IpAddr) -> Self {
-        let listener =
-            std::net::TcpListener::bind((ip, 0)).expect("bind the fixture server");
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind the fixture server");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");

@@ -169,8 +169,13 @@ async fn a_job_whose_members_all_stopped_fails_saying_so() {
     // Nobody holds the rest of the job: the consumer fails it, and the wait ends with the reason.
     let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
     let logs = deployment.all_logs();
-    assert_eq!(waited.code(), Some(1), "{}
-{logs}", waited.stderr());
+    assert_eq!(
+        waited.code(),
+        Some(1),
+        "{}
+{logs}",
+        waited.stderr()
+    );
     let state = waited.stdout_json();
     assert_eq!(state["status"], "failed", "{state}");
     let error = state["error"].as_str().expect("a reason");
@@ -184,13 +189,18 @@ async fn a_job_whose_members_all_stopped_fails_saying_so() {
         assert!(error.contains(expected), "'{error}' lacks '{expected}'");
     }
     assert!(
-        waited.stderr().contains(&format!("job {job} failed: every member")),
+        waited
+            .stderr()
+            .contains(&format!("job {job} failed: every member")),
         "{}",
         waited.stderr()
     );
     // The registry forgets a killed worker's entry after 6 s; then two checks 6 s apart.
     let took = stopped.elapsed();
-    assert!(took < Duration::from_secs(40), "failed {took:?} after the last member stopped");
+    assert!(
+        took < Duration::from_secs(40),
+        "failed {took:?} after the last member stopped"
+    );
     eprintln!("failed {took:?} after the last member stopped");
 }
 

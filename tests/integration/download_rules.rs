@@ -28,7 +28,10 @@ fn check_cases(deployment: &Deployment, cases: &[(String, Option<Vec<&str>>)]) {
             Some(fragments) => {
                 let error = error(line);
                 for fragment in fragments {
-                    assert!(error.contains(fragment), "{url}: '{error}' lacks '{fragment}'");
+                    assert!(
+                        error.contains(fragment),
+                        "{url}: '{error}' lacks '{fragment}'"
+                    );
                 }
             }
         }
@@ -65,20 +68,34 @@ fn denied_addresses_are_refused_in_urls_redirects_and_names_and_never_reached() 
     let range = "127.0.0.2 is denied by --download-deny 127.0.0.2/31";
     let cases = vec![
         (allowed.url("/page/ok"), None),
-        (denied.url("/page/direct"), Some(vec!["not downloaded: ", range, "not retried"])),
+        (
+            denied.url("/page/direct"),
+            Some(vec!["not downloaded: ", range, "not retried"]),
+        ),
         // An allowed host redirects to a denied address: the redirect is not followed.
-        (redirect(&denied.url("/page/behind-redirect")), Some(vec![range, "not retried"])),
+        (
+            redirect(&denied.url("/page/behind-redirect")),
+            Some(vec![range, "not retried"]),
+        ),
         // ... or to a name that resolves to denied addresses only (127.0.0.1 and perhaps ::1).
         (
             redirect(&by_name(&local.url("/page/behind-name"))),
-            Some(vec!["localhost (127.0.0.1) is denied by --download-deny 127.0.0.1/32"]),
+            Some(vec![
+                "localhost (127.0.0.1) is denied by --download-deny 127.0.0.1/32",
+            ]),
         ),
         // The defaults: link-local and metadata addresses, without any rule given.
         (
             "http://169.254.169.254/latest/meta-data/".into(),
-            Some(vec!["169.254.169.254 is denied by default", "--download-allow 169.254.169.254/32"]),
+            Some(vec![
+                "169.254.169.254 is denied by default",
+                "--download-allow 169.254.169.254/32",
+            ]),
         ),
-        ("http://[fe80::1]:8080/".into(), Some(vec!["fe80::1 is denied by default (IPv6 link-local)"])),
+        (
+            "http://[fe80::1]:8080/".into(),
+            Some(vec!["fe80::1 is denied by default (IPv6 link-local)"]),
+        ),
         (
             "http://metadata.google.internal/computeMetadata/v1/".into(),
             Some(vec!["host metadata.google.internal is denied by default"]),
@@ -88,7 +105,11 @@ fn denied_addresses_are_refused_in_urls_redirects_and_names_and_never_reached() 
     assert_eq!(denied.hits("/page/direct"), 0);
     assert_eq!(denied.hits("/page/behind-redirect"), 0);
     assert_eq!(local.hits("/page/behind-name"), 0);
-    assert_eq!(allowed.hits("/redirect-to"), 2, "each redirect asked for once: not retried");
+    assert_eq!(
+        allowed.hits("/redirect-to"),
+        2,
+        "each redirect asked for once: not retried"
+    );
     assert_eq!(allowed.hits("/page/ok"), 1);
 }
 
@@ -109,7 +130,10 @@ fn an_allow_list_admits_only_its_hosts() {
         // Allowed by its name, whatever address it has.
         (by_name(&local.url("/page/by-name")), None),
         // The same server by its address is not on the list.
-        (local.url("/page/by-address"), Some(vec![refused_local.as_str()])),
+        (
+            local.url("/page/by-address"),
+            Some(vec![refused_local.as_str()]),
+        ),
         (other.url("/page/other"), Some(vec![refused_other.as_str()])),
         (
             listed.url(&format!("/redirect-to?url={behind_redirect}")),
@@ -120,7 +144,10 @@ fn an_allow_list_admits_only_its_hosts() {
     assert_eq!(listed.hits("/page/a"), 1);
     assert_eq!(local.hits("/page/by-name"), 1);
     assert_eq!(local.hits("/page/by-address"), 0);
-    assert_eq!(other.hits("/page/other") + other.hits("/page/behind-redirect"), 0);
+    assert_eq!(
+        other.hits("/page/other") + other.hits("/page/behind-redirect"),
+        0
+    );
     assert_eq!(listed.hits("/redirect-to"), 1);
 }
 

@@ -35,7 +35,11 @@ fn values(text: &str, key: &str) -> Vec<String> {
 #[test]
 fn keda_scales_on_every_builtin_kinds_queue() {
     let prefix = values(&manifest("config.yaml"), "TASKQ_PREFIX");
-    assert_eq!(prefix.len(), 1, "one TASKQ_PREFIX in config.yaml: {prefix:?}");
+    assert_eq!(
+        prefix.len(),
+        1,
+        "one TASKQ_PREFIX in config.yaml: {prefix:?}"
+    );
     let topology = Topology::new(prefix[0].clone());
     let (builder, _) = Stock::parse_from(["worker"])
         .args
@@ -50,10 +54,20 @@ fn keda_scales_on_every_builtin_kinds_queue() {
     let keda = manifest("keda.yaml");
     let triggers: Vec<String> = values(&keda, "queueName");
     let unique: BTreeSet<String> = triggers.iter().cloned().collect();
-    assert_eq!(triggers.len(), unique.len(), "a queue with two triggers: {triggers:?}");
-    assert_eq!(unique, expected, "keda.yaml's triggers against the stock worker's kinds");
     assert_eq!(
-        values(&keda, "type").iter().filter(|t| *t == "rabbitmq").count(),
+        triggers.len(),
+        unique.len(),
+        "a queue with two triggers: {triggers:?}"
+    );
+    assert_eq!(
+        unique, expected,
+        "keda.yaml's triggers against the stock worker's kinds"
+    );
+    assert_eq!(
+        values(&keda, "type")
+            .iter()
+            .filter(|t| *t == "rabbitmq")
+            .count(),
         expected.len(),
         "one rabbitmq trigger per queue"
     );

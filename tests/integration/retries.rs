@@ -138,7 +138,11 @@ async fn a_chunk_failing_every_retry_is_counted_failed_then_listed_replayed_and_
     let replayed = deployment
         .producer(&["dlq", "replay", "--job", &healed.to_string(), "--wait"])
         .json();
-    assert_eq!(replayed[0]["summary"]["failed"].as_u64(), Some(0), "{replayed}");
+    assert_eq!(
+        replayed[0]["summary"]["failed"].as_u64(),
+        Some(0),
+        "{replayed}"
+    );
     // An item fails again: the report still on stdout, and exit 3 saying so.
     let run = deployment.producer(&["dlq", "replay", "--job", &job.to_string(), "--wait"]);
     assert_eq!(run.code(), Some(3), "{}", run.stderr());

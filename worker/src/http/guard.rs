@@ -73,9 +73,8 @@ impl Resolve for CheckedResolver {
         Box::pin(async move {
             rules.check_name(&name).map_err(Refused::from)?;
             // Port 0: the connector puts the URL's port in.
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             let (allowed, refused) = filter(&rules, &name, resolved);
             if allowed.is_empty() && !refused.0.is_empty() {
                 return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
@@ -126,10 +125,18 @@ mod tests {
             Err("10.9.8.7 is denied by --download-deny 10.0.0.0/8".into())
         );
         // URLs spell IPv4 addresses in several ways; the parsed address is what is checked.
-        assert!(check("http://0x0a000001/").unwrap_err().contains("10.0.0.1 is denied"));
-        assert!(check("http://[::ffff:10.0.0.1]/").unwrap_err().contains("10.0.0.1 is denied"));
-        assert!(check("http://169.254.169.254/latest/").unwrap_err().contains("by default"));
-        assert!(check("https://git.corp.example/").unwrap_err().contains("*.corp.example"));
+        assert!(check("http://0x0a000001/")
+            .unwrap_err()
+            .contains("10.0.0.1 is denied"));
+        assert!(check("http://[::ffff:10.0.0.1]/")
+            .unwrap_err()
+            .contains("10.0.0.1 is denied"));
+        assert!(check("http://169.254.169.254/latest/")
+            .unwrap_err()
+            .contains("by default"));
+        assert!(check("https://git.corp.example/")
+            .unwrap_err()
+            .contains("*.corp.example"));
     }
 
     #[tokio::test]
@@ -142,11 +149,17 @@ mod tests {
         assert_eq!(addresses, ["127.0.0.1:0".parse().unwrap()]);
         let error = resolve(&["127.0.0.0/8"], "127.0.0.1").await.err().unwrap();
         assert_eq!(
-            error.downcast_ref::<Refused>().map(ToString::to_string).as_deref(),
+            error
+                .downcast_ref::<Refused>()
+                .map(ToString::to_string)
+                .as_deref(),
             Some("127.0.0.1 (127.0.0.1) is denied by --download-deny 127.0.0.0/8")
         );
         let error = resolve(&["*.example"], "a.example").await.err().unwrap();
-        assert!(error.to_string().contains("host a.example is denied"), "{error}");
+        assert!(
+            error.to_string().contains("host a.example is denied"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -40,13 +40,23 @@ pub struct HttpArgs {
     /// a range (10.0.0.0/8, fd00::/8, or one address), a host name (files.example.com) or every name
     /// under a domain (*.example.com); repeat the flag or separate rules with commas. Checked against
     /// every address a request and each of its redirects connects to.
-    #[arg(long, env = "TASKQ_DOWNLOAD_ALLOW", value_name = "RULE", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TASKQ_DOWNLOAD_ALLOW",
+        value_name = "RULE",
+        value_delimiter = ','
+    )]
     pub download_allow: Vec<String>,
 
     /// Hosts and address ranges downloads may not reach, whatever --download-allow says (same rules).
     /// Link-local ranges and cloud metadata addresses (169.254.0.0/16, fe80::/10, 169.254.169.254,
     /// fd00:ec2::254, metadata.google.internal) are refused without it, unless allowed by name.
-    #[arg(long, env = "TASKQ_DOWNLOAD_DENY", value_name = "RULE", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "TASKQ_DOWNLOAD_DENY",
+        value_name = "RULE",
+        value_delimiter = ','
+    )]
     pub download_deny: Vec<String>,
 }
 
@@ -183,7 +193,10 @@ impl HttpClient {
             .user_agent(concat!("taskq-worker/", env!("CARGO_PKG_VERSION")))
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
-            .redirect(guard::redirect_policy(rules.clone(), settings.max_redirects))
+            .redirect(guard::redirect_policy(
+                rules.clone(),
+                settings.max_redirects,
+            ))
             .dns_resolver(CheckedResolver::new(rules.clone()))
             .no_proxy()
             .pool_idle_timeout(Duration::from_secs(60))
@@ -357,8 +370,16 @@ mod tests {
             ("--http-timeout", "NaN", "more than 0"),
             ("--max-redirects", "101", "0 to 100"),
             ("--download-retries", "21", "0 to 20"),
-            ("--download-allow", "ok.example,10.0.0.1/8", "did you mean 10.0.0.0/8?"),
-            ("--download-deny", "http://x/", "--download-deny 'http://x/' is a URL"),
+            (
+                "--download-allow",
+                "ok.example,10.0.0.1/8",
+                "did you mean 10.0.0.0/8?",
+            ),
+            (
+                "--download-deny",
+                "http://x/",
+                "--download-deny 'http://x/' is a URL",
+            ),
         ] {
             let error = http(&[flag, value]).unwrap_err();
             assert!(error.contains(expected), "{flag} {value}: {error}");

@@ -63,7 +63,9 @@ impl FromStr for Rule {
     fn from_str(text: &str) -> Result<Self, String> {
         let rule = text.trim();
         if rule.contains("://") {
-            return Err("is a URL: write the host alone (files.example.com) or a range (10.0.0.0/8)".into());
+            return Err(
+                "is a URL: write the host alone (files.example.com) or a range (10.0.0.0/8)".into(),
+            );
         }
         if let Some((address, prefix)) = rule.split_once('/') {
             return parse_range(address, prefix);
@@ -80,12 +82,12 @@ impl FromStr for Rule {
 }
 
 fn parse_range(address: &str, prefix: &str) -> Result<Rule, String> {
-    let ip: IpAddr = address
-        .parse()
-        .map_err(|_| format!("'{address}' is not an IP address: a range is written 10.0.0.0/8 or fd00::/8"))?;
-    let prefix: u8 = prefix
-        .parse()
-        .map_err(|_| format!("'/{prefix}' is not a prefix length: a range is written 10.0.0.0/8 or fd00::/8"))?;
+    let ip: IpAddr = address.parse().map_err(|_| {
+        format!("'{address}' is not an IP address: a range is written 10.0.0.0/8 or fd00::/8")
+    })?;
+    let prefix: u8 = prefix.parse().map_err(|_| {
+        format!("'/{prefix}' is not a prefix length: a range is written 10.0.0.0/8 or fd00::/8")
+    })?;
     let range = IpNet::new(ip, prefix).map_err(|_| {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         format!("the prefix /{prefix} is longer than an address ({max} bits)")
@@ -109,7 +111,10 @@ fn host_name(text: &str) -> Result<String, String> {
         return Err("has a '*' that is not a leading '*.': write *.example.com for every name under example.com".into());
     }
     if name.contains(':') {
-        return Err("is neither an address nor a host name (a port or a scheme is not part of a rule)".into());
+        return Err(
+            "is neither an address nor a host name (a port or a scheme is not part of a rule)"
+                .into(),
+        );
     }
     let valid_label = |label: &str| {
         !label.is_empty()
@@ -119,12 +124,20 @@ fn host_name(text: &str) -> Result<String, String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if name.len() > 253 || !name.split('.').all(valid_label) {
-        return Err("is not a host name: letters, digits, '-' and '_' in dot-separated labels".into());
+        return Err(
+            "is not a host name: letters, digits, '-' and '_' in dot-separated labels".into(),
+        );
     }
     // URLs read a name whose last label is a number as an IPv4 address (http://10.1/ is 10.0.0.1): as a
     // name, such a rule would never match.
-    if name.rsplit('.').next().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit())) {
-        return Err("is neither an address nor a host name: write addresses in full (10.0.0.1)".into());
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(
+            "is neither an address nor a host name: write addresses in full (10.0.0.1)".into(),
+        );
     }
     Ok(name)
 }
@@ -135,13 +148,19 @@ fn host_name(text: &str) -> Result<String, String> {
 /// range but not the metadata address within it, which takes `--download-allow 169.254.169.254`), a name
 /// default by an allow rule naming exactly that host.
 pub const DEFAULT_DENY: [(&str, &str); 7] = [
-    ("169.254.169.254", "the instance metadata address of AWS, Google Cloud, Azure and OpenStack"),
+    (
+        "169.254.169.254",
+        "the instance metadata address of AWS, Google Cloud, Azure and OpenStack",
+    ),
     ("fd00:ec2::254", "AWS instance metadata over IPv6"),
     ("metadata.google.internal", "Google Cloud instance metadata"),
     ("169.254.0.0/16", "IPv4 link-local"),
     ("fe80::/10", "IPv6 link-local"),
     ("0.0.0.0/8", "'this host': reaches the worker's own host"),
-    ("::/128", "the unspecified address: reaches the worker's own host"),
+    (
+        "::/128",
+        "the unspecified address: reaches the worker's own host",
+    ),
 ];
 
 /// Why a host or address is refused.

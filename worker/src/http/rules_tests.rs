@@ -50,7 +50,10 @@ fn bad_rules_say_what_is_wrong() {
         ("10.0.0.0/x", "'/x' is not a prefix length"),
         ("10.0.0/8", "'10.0.0' is not an IP address"),
         ("http://files.example.com/", "is a URL"),
-        ("files.example.com:8080", "a port or a scheme is not part of a rule"),
+        (
+            "files.example.com:8080",
+            "a port or a scheme is not part of a rule",
+        ),
         ("a.*.example.com", "not a leading '*.'"),
         ("*", "not a leading '*.'"),
         ("exa mple.com", "is not a host name"),
@@ -61,8 +64,8 @@ fn bad_rules_say_what_is_wrong() {
         let error = rule.parse::<Rule>().unwrap_err();
         assert!(error.contains(expected), "{rule}: {error}");
     }
-    let error = DownloadRules::parse(&["10.0.0.0/8".into()], &["x/8".into(), "ok".into()])
-        .unwrap_err();
+    let error =
+        DownloadRules::parse(&["10.0.0.0/8".into()], &["x/8".into(), "ok".into()]).unwrap_err();
     assert_eq!(
         error,
         "--download-deny 'x/8' 'x' is not an IP address: a range is written 10.0.0.0/8 or fd00::/8"
@@ -77,7 +80,14 @@ fn bad_rules_say_what_is_wrong() {
 #[test]
 fn by_default_link_local_and_metadata_are_refused_and_the_rest_allowed() {
     let rules = DownloadRules::default();
-    for allowed in ["127.0.0.1", "::1", "10.1.2.3", "192.168.1.1", "93.184.216.34", "2001:db8::1"] {
+    for allowed in [
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "192.168.1.1",
+        "93.184.216.34",
+        "2001:db8::1",
+    ] {
         assert_eq!(address(&rules, None, allowed), "ok", "{allowed}");
     }
     assert_eq!(
@@ -108,7 +118,9 @@ fn by_default_link_local_and_metadata_are_refused_and_the_rest_allowed() {
 fn only_an_allow_rule_inside_a_default_lifts_it() {
     let link_local = rules(&["169.254.0.0/16"], &[]);
     assert_eq!(address(&link_local, None, "169.254.1.1"), "ok");
-    assert!(address(&link_local, None, "169.254.169.254").contains("169.254.169.254/32 would allow"));
+    assert!(
+        address(&link_local, None, "169.254.169.254").contains("169.254.169.254/32 would allow")
+    );
     let metadata = rules(&["169.254.169.254", "metadata.google.internal"], &[]);
     assert_eq!(address(&metadata, None, "169.254.169.254"), "ok");
     assert_eq!(name(&metadata, "metadata.google.internal"), "ok");
@@ -124,7 +136,10 @@ fn only_an_allow_rule_inside_a_default_lifts_it() {
 
 #[test]
 fn deny_rules_refuse_names_and_ranges_and_win_over_allow_rules() {
-    let rules = rules(&["10.0.0.0/8"], &["10.0.0.5", "*.corp.example", "admin.example", "fd00::/8"]);
+    let rules = rules(
+        &["10.0.0.0/8"],
+        &["10.0.0.5", "*.corp.example", "admin.example", "fd00::/8"],
+    );
     assert_eq!(address(&rules, None, "10.0.0.6"), "ok");
     assert_eq!(
         address(&rules, None, "10.0.0.5"),
@@ -148,15 +163,22 @@ fn deny_rules_refuse_names_and_ranges_and_win_over_allow_rules() {
 #[test]
 fn an_allow_list_admits_its_names_and_ranges_only() {
     let rules = rules(&["files.example.com", "*.cdn.example", "10.1.0.0/16"], &[]);
-    assert_eq!(address(&rules, Some("files.example.com"), "203.0.113.7"), "ok");
-    assert_eq!(address(&rules, Some("a.b.cdn.example"), "203.0.113.8"), "ok");
+    assert_eq!(
+        address(&rules, Some("files.example.com"), "203.0.113.7"),
+        "ok"
+    );
+    assert_eq!(
+        address(&rules, Some("a.b.cdn.example"), "203.0.113.8"),
+        "ok"
+    );
     assert_eq!(address(&rules, Some("other.example"), "10.1.2.3"), "ok");
     assert_eq!(address(&rules, None, "10.1.2.3"), "ok");
     assert_eq!(
         address(&rules, None, "10.2.0.1"),
         "10.2.0.1 matches no --download-allow rule (files.example.com, *.cdn.example, 10.1.0.0/16)"
     );
-    assert!(address(&rules, Some("other.example"), "203.0.113.9").starts_with("other.example (203.0.113.9) matches no"));
+    assert!(address(&rules, Some("other.example"), "203.0.113.9")
+        .starts_with("other.example (203.0.113.9) matches no"));
     // A range in the list may admit any name, so names are checked with their addresses.
     assert_eq!(name(&rules, "other.example"), "ok");
     let names_only = self::rules(&["files.example.com"], &[]);
