@@ -50,7 +50,9 @@ pub struct HttpArgs {
 
     /// Hosts and address ranges downloads may not reach, whatever --download-allow says (same rules).
     /// Link-local ranges and cloud metadata addresses (169.254.0.0/16, fe80::/10, 169.254.169.254,
-    /// fd00:ec2::254, metadata.google.internal) are refused without it, unless allowed by name.
+    /// fd00:ec2::254, metadata.google.internal) are refused without it unless --download-allow names
+    /// them (a range inside one of them lifts it, a broader one does not); loopback and private ranges
+    /// are allowed unless denied here.
     #[arg(
         long,
         env = "TASKQ_DOWNLOAD_DENY",
@@ -317,12 +319,17 @@ fn find_cause<'a, E: std::error::Error + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         http: HttpArgs,
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     fn http(args: &[&str]) -> Result<HttpSettings, String> {
