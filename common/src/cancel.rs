@@ -21,7 +21,9 @@ end
 return status
 "#;
 
-const CLAIM_FINISH: &str = r#"
+/// Claims how the job finishes. Safe to run twice (sent again after a failover): the same claim
+/// answers the same.
+pub(crate) const CLAIM_FINISH: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local claimed = redis.call('HGET', KEYS[1], 'finish')
 if not claimed then
@@ -91,16 +93,20 @@ impl JobStore {
     ) -> Result<(), StoreError> {
         let topology = self.topology();
         let key = topology.job_key(job);
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&key, "status", JobStatus::Cancelled.as_str())
-            .hset(&key, "summary", summary.to_string())
-            .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(topology.job_scratch_keys(job))
-            .publish(topology.job_finished_channel(job), "cancelled")
-            .query_async(&mut self.connection())
-            .await
-            .map_err(command("marking the job cancelled"))?;
-        Ok(())
+        // Confirmed by replicas before the cancel notice is acked: a lost end would stay `cancelling`.
+        self.replicated(async {
+            let _: () = redis::pipe()
+                .atomic()
+                .hset(&key, "status", JobStatus::Cancelled.as_str())
+                .hset(&key, "summary", summary.to_string())
+                .expire(&key, JOB_RETENTION.as_secs() as i64)
+                .del(topology.job_scratch_keys(job))
+                .publish(topology.job_finished_channel(job), "cancelled")
+                .query_async(&mut self.connection())
+                .await
+                .map_err(command("marking the job cancelled"))?;
+            Ok(())
+        })
+        .await
     }
 }
