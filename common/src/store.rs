@@ -3,6 +3,11 @@
 //!
 //! Recording a chunk result is one Lua script, so "store the result" and "count it" happen together or not
 //! at all, and a chunk recorded before (a redelivery) is counted as a duplicate instead of twice.
+//!
+//! Submodules: [`sentinel_url`] parses the `redis+sentinel://` form of `REDIS_URL`; the store's
+//! connection ([`StoreConnection`]) follows the master through failovers (`failover`), sending again the
+//! commands that are safe to run twice (`retry`); [`replication`] has replicas confirm the writes a
+//! failover must not lose; `announcements` are jobs' ends on pub/sub; `scripts` the Lua scripts.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -216,21 +221,36 @@ impl JobStore {
         Ok(changed == 1)
     }
 
-    /// Marks a job failed with a reason that `producer status` shows. Confirmed by replicas, like every
-    /// end of a job: one a failover lost would leave the job waiting for chunks nobody sends.
+    /// Marks a job failed with a reason that `producer status` shows.
     pub async fn fail(&self, job: JobId, reason: &str) -> Result<(), StoreError> {
+        let ending = ("error", reason);
+        self.end_job(job, JobStatus::Failed, ending, "marking the job failed")
+            .await
+    }
+
+    /// Ends a job in one transaction: its final `status` and one more `field` (its summary, or why it
+    /// failed), a week to live, its scratch keys dropped, and its end announced. Confirmed by replicas,
+    /// like every end of a job: one a failover lost would leave the job waiting for chunks nobody sends,
+    /// after the message that ended it was acked.
+    pub(crate) async fn end_job(
+        &self,
+        job: JobId,
+        status: JobStatus,
+        (field, value): (&str, &str),
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
         let key = self.topology.job_key(job);
         self.replicated(async {
             let _: () = redis::pipe()
                 .atomic()
-                .hset(&key, "status", JobStatus::Failed.as_str())
-                .hset(&key, "error", reason)
+                .hset(&key, "status", status.as_str())
+                .hset(&key, field, value)
                 .expire(&key, JOB_RETENTION.as_secs() as i64)
                 .del(self.topology.job_scratch_keys(job))
-                .publish(self.topology.job_finished_channel(job), "failed")
+                .publish(self.topology.job_finished_channel(job), status.as_str())
                 .query_async(&mut self.connection.clone())
                 .await
-                .map_err(command("marking the job failed"))?;
+                .map_err(command(operation))?;
             Ok(())
         })
         .await
@@ -383,20 +403,14 @@ impl JobStore {
         job: JobId,
         summary: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let key = self.topology.job_key(job);
-        self.replicated(async {
-            let _: () = redis::pipe()
-                .atomic()
-                .hset(&key, "status", JobStatus::Completed.as_str())
-                .hset(&key, "summary", summary.to_string())
-                .expire(&key, JOB_RETENTION.as_secs() as i64)
-                .del(self.topology.job_scratch_keys(job))
-                .publish(self.topology.job_finished_channel(job), "completed")
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(command("marking the job completed"))?;
-            Ok(())
-        })
+        let summary = summary.to_string();
+        let ending = ("summary", summary.as_str());
+        self.end_job(
+            job,
+            JobStatus::Completed,
+            ending,
+            "marking the job completed",
+        )
         .await
     }
 

@@ -803,8 +803,14 @@ pub fn output_lines(summary: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
-pub fn assert_every_square_once(summary: &serde_json::Value, items: u64, context: &str) {
+/// Asserts the job completed with `items` items, none failed, and its output file has exactly `items`
+/// lines, each of which `check_line(index, line)` asserts is right.
+pub fn assert_every_item_once(
+    summary: &serde_json::Value,
+    items: u64,
+    context: &str,
+    mut check_line: impl FnMut(usize, &str),
+) {
     assert_eq!(summary["status"], "completed", "{context}: {summary}");
     assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
     assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
@@ -812,12 +818,19 @@ pub fn assert_every_square_once(summary: &serde_json::Value, items: u64, context
         std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
     let mut count = 0u64;
     for (i, line) in text.lines().enumerate() {
-        let x = i as i128 + 1;
-        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
-        assert_eq!(line, expected, "{context}: line {i}");
+        check_line(i, line);
         count += 1;
     }
     assert_eq!(count, items, "{context}: every item exactly once");
+}
+
+/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
+pub fn assert_every_square_once(summary: &serde_json::Value, items: u64, context: &str) {
+    assert_every_item_once(summary, items, context, |i, line| {
+        let x = i as i128 + 1;
+        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
+        assert_eq!(line, expected, "{context}: line {i}");
+    });
 }
 
 /// An encoded chunk payload of `items` (as JSON, the way the producer sends them), starting at input

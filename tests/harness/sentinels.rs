@@ -89,7 +89,10 @@ impl SentinelCluster {
     /// The master's port as the first sentinel that answers names it.
     pub fn master_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|sentinel| {
-            let reply = cli(sentinel.port, &["sentinel", "get-master-addr-by-name", MASTER_NAME]);
+            let reply = cli(
+                sentinel.port,
+                &["sentinel", "get-master-addr-by-name", MASTER_NAME],
+            );
             reply.get(1)?.parse().ok()
         })
     }
@@ -122,7 +125,10 @@ impl SentinelCluster {
             };
             self.replicas.iter().all(synced).then_some(())
         });
-        let expect = (self.replicas.len().to_string(), (self.sentinels.len() - 1).to_string());
+        let expect = (
+            self.replicas.len().to_string(),
+            (self.sentinels.len() - 1).to_string(),
+        );
         self.wait("the sentinels to know each other", START_LIMIT, || {
             let knows_all = |sentinel: &Server| {
                 let fields = cli(sentinel.port, &["sentinel", "master", MASTER_NAME]);

@@ -44,9 +44,16 @@ fn a_job_through_sentinels_completes_exact_with_confirmed_writes() {
         waits >= 3,
         "expected WAITs for the job's creation, its results and its end; saw {waits}"
     );
-    assert!(waits <= chunks + 2, "at most one WAIT per result message: {waits}");
+    assert!(
+        waits <= chunks + 2,
+        "at most one WAIT per result message: {waits}"
+    );
     // The job lives in the cluster, not the shared Redis: the replica holds its finished record.
-    let key = format!("{}:job:{}", deployment.prefix, run.json()["job_id"].as_str().unwrap());
+    let key = format!(
+        "{}:job:{}",
+        deployment.prefix,
+        run.json()["job_id"].as_str().unwrap()
+    );
     let replica = cluster.replica_ports()[0];
     let deadline = Instant::now() + Duration::from_secs(10);
     while cli(replica, &["hget", &key, "status"]) != ["completed"] {

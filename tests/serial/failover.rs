@@ -20,7 +20,10 @@ fn failover_pauses(log: &str) -> Vec<u64> {
         .filter(|line| line.contains("Redis master changed"))
         .filter_map(|line| {
             let rest = &line[line.find("waited_ms=")? + "waited_ms=".len()..];
-            rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
         })
         .collect()
 }
@@ -41,7 +44,10 @@ async fn a_master_killed_mid_job_fails_over_and_the_job_ends_exact() {
     })
     .await;
     let before = store.require_job(job).await.unwrap().chunks_done;
-    assert!(before < chunks, "the job ended before the master was killed");
+    assert!(
+        before < chunks,
+        "the job ended before the master was killed"
+    );
 
     let killed_at = Instant::now();
     let old = cluster.kill_master();

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{
@@ -142,8 +141,9 @@ impl Failover {
                 connection,
                 ..
             } = self.current();
-            if sent > 0 {
-                // A master that refuses while it loads its data needs a moment before the next try.
+            if sent > 1 {
+                // Refused again by the master just found (one loading its data): a moment before the
+                // next try, so it is not asked in a tight loop. The first resend goes at once.
                 tokio::time::sleep(pauses.next().unwrap_or(Duration::from_secs(1))).await;
             }
             sent += 1;
@@ -199,7 +199,10 @@ impl Failover {
                 Ok(found) if suspicion == Suspicion::Isolated && found.master == old.master => {
                     return Ok(());
                 }
-                Ok(found) => return Ok(self.swap(old, found, started)),
+                Ok(found) => {
+                    self.swap(old, found, started);
+                    return Ok(());
+                }
                 Err(error) => error,
             };
             let delay = delays.next().unwrap_or(Duration::from_secs(1));
@@ -226,12 +229,7 @@ impl Failover {
 
 /// Between lookups while a failover is under way: 100 ms doubling to 1 s, with jitter.
 fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(1))
-        .with_jitter()
-        .without_max_times()
-        .build()
+    crate::connect::backoff_between(Duration::from_millis(100), Duration::from_secs(1))
 }
 
 fn sentinel_info(
