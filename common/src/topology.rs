@@ -194,6 +194,12 @@ impl Topology {
         rest.strip_suffix(":finished")?.parse().ok()
     }
 
+    /// The key written just before a `WAIT`, so the `WAIT` covers every earlier write (see
+    /// [`crate::store::replication`]).
+    pub fn replication_fence_key(&self) -> String {
+        format!("{}:replication-fence", self.prefix)
+    }
+
     /// A pattern matching every Redis key of this deployment.
     pub fn redis_pattern(&self) -> String {
         format!("{}:*", self.prefix)

@@ -47,7 +47,7 @@ pub enum ConsumerError {
 
 /// Runs the consumer until `shutdown` fires, reconnecting with backoff whenever a service goes away.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-    settings.connection.apply_deadline();
+    settings.connection.apply();
     std::fs::create_dir_all(&settings.output_dir).map_err(|source| ConsumerError::OutputDir {
         path: settings.output_dir.display().to_string(),
         source,

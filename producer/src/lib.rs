@@ -190,7 +190,7 @@ impl ProducerError {
 
 /// Runs one producer command. Script output goes to stdout; progress and logs to stderr.
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerError> {
-    cli.connection.apply_deadline();
+    cli.connection.apply();
     let topology = Topology::new(cli.connection.prefix.clone());
     match cli.command {
         Command::Submit { job } => submit_job(&cli.connection, &job, false, &shutdown).await,

@@ -16,6 +16,7 @@ mod n_workers;
 mod poison;
 mod programs;
 mod retries;
+mod sentinel;
 mod settle;
 mod stages;
 mod user_tasks;
