@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::BrokerError;
 use crate::config::ConnectionArgs;
 use crate::store::JobStore;
-use crate::topology::Topology;
 
 /// The backoff between attempts: 250 ms doubling to at most 10 s, with jitter, without end.
 pub fn backoff() -> impl Iterator<Item = Duration> {
@@ -65,7 +64,7 @@ pub async fn store_until_up(
     connection: &ConnectionArgs,
     shutdown: &CancellationToken,
 ) -> Option<JobStore> {
-    let topology = Topology::new(connection.prefix.clone());
+    let topology = connection.topology();
     until_up("Redis", shutdown, || {
         JobStore::connect(&connection.redis_url, topology.clone())
     })

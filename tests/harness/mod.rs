@@ -6,9 +6,12 @@
 //! the stock `worker`, and `test-worker` (this package's), which also serves the test-only kinds.
 //! Workers are started and then waited for until they are registered, so a test may submit at once: the
 //! producer refuses a kind no live worker serves.
-//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from.
+//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from; [`chaos`] holds what
+//! the tests that kill processes share, [`rabbitmq`] what tests ask of and do to the broker from outside.
 
+pub mod chaos;
 pub mod fixture;
+pub mod rabbitmq;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -26,7 +29,7 @@ use taskq_common::job::{now_ms, JobId, JobSpec};
 use taskq_common::payload::TaskPayload;
 use taskq_common::registry::{KindInfo, Registry};
 use taskq_common::store::JobStore;
-use taskq_common::topology::Topology;
+use taskq_common::topology::{default_quorum_size, Topology};
 use worker::http::{HttpClient, HttpSettings};
 use worker::tasks::{Download, Square, SumSquares};
 
@@ -117,9 +120,11 @@ impl Deployment {
         }
     }
 
-    /// The deployment's queue names.
+    /// The deployment's queue names, and the replication factor its processes give quorum queues (the
+    /// default for their `AMQP_URL`).
     pub fn topology(&self) -> Topology {
-        Topology::new(self.prefix.clone())
+        let replicas = default_quorum_size(&self.amqp_url);
+        Topology::new(self.prefix.clone()).with_quorum_size(replicas)
     }
 
     /// The consumer's output directory.
@@ -444,12 +449,11 @@ impl Deployment {
             .expect("kinds")
             .extend(kinds.iter().map(|kind| kind.to_string()));
         let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
-        let channel = connection.create_channel().await.expect("channel");
         let topology = self.topology();
-        topology.declare(&channel).await.expect("declare");
+        topology.declare(&connection).await.expect("declare");
         for kind in kinds {
             topology
-                .declare_kind(&channel, kind)
+                .declare_kind(&connection, kind)
                 .await
                 .expect("declare kind");
         }

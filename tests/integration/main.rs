@@ -13,6 +13,7 @@ mod long_chunks;
 mod n_workers;
 mod poison;
 mod programs;
+mod quorum_size;
 mod retries;
 mod settle;
 mod stages;
