@@ -5,39 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
+use taskq_tests::chaos::{assert_every_square_once, kill_workers_at_random, seeded, Kills};
 use taskq_tests::{eventually, Deployment, WORDCOUNT_WORKER};
 
 use crate::one_at_a_time;
-
-fn seed() -> u64 {
-    let seed = std::env::var("TASKQ_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("chaos seed: {seed} (replay with TASKQ_CHAOS_SEED={seed})");
-    seed
-}
-
-/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
-fn assert_every_square_once(summary: &Value, items: u64, context: &str) {
-    assert_eq!(summary["status"], "completed", "{context}: {summary}");
-    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
-    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
-    let text =
-        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
-    let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        let x = i as i128 + 1;
-        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
-        assert_eq!(line, expected, "{context}: line {i}");
-        count += 1;
-    }
-    assert_eq!(count, items, "{context}: every item exactly once");
-}
 
 /// What a stalled job of `kind` looks like: its state, the queues, and the dead letters' reasons.
 async fn diagnose(deployment: &Deployment, job: JobId, kind: &str) -> String {
@@ -63,27 +36,20 @@ fn redeliveries(deployment: &Deployment, processes: usize) -> usize {
 #[tokio::test]
 async fn workers_killed_at_random_lose_nothing_and_count_nothing_twice() {
     let _alone = one_at_a_time().await;
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let mut deployment = Deployment::new("killworkers");
     let mut workers = [deployment.start_worker(&[]), deployment.start_worker(&[])];
     deployment.start_consumer();
     let items = 100_000;
     let job = deployment.submit_squares(items, 10);
-    let store = deployment.store().await;
 
     let started = Instant::now();
-    let mut kills = 0;
-    while kills < 30 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
-        if store.require_job(job).await.unwrap().status.is_final() {
-            break;
-        }
-        let victim = rng.random_range(0..workers.len());
-        deployment.kill(workers[victim]);
-        workers[victim] = deployment.restart(workers[victim]);
-        kills += 1;
-    }
+    let kills = Kills {
+        most: 30,
+        lasting: Duration::from_secs(60),
+        pause_ms: 100..400,
+    };
+    let kills = kill_workers_at_random(&mut deployment, &mut workers, job, &mut rng, &kills).await;
     let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
     if !waited.output.status.success() {
         panic!(
@@ -336,8 +302,7 @@ fn assert_every_count_once(summary: &Value, texts: &[(String, u64)], context: &s
 #[tokio::test]
 async fn the_chaos_test_is_still_exact_with_a_user_task() {
     let _alone = one_at_a_time().await;
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let mut deployment = Deployment::new("killwordcount");
     let mut workers = deployment.start_workers(WORDCOUNT_WORKER, 3, &[]);
     deployment.start_consumer();
@@ -357,20 +322,14 @@ async fn the_chaos_test_is_still_exact_with_a_user_task() {
     ]);
     assert!(run.output.status.success(), "{}", run.stderr());
     let job: JobId = run.stdout().trim().parse().expect("job id");
-    let store = deployment.store().await;
 
     let started = Instant::now();
-    let mut kills = 0;
-    while kills < 30 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
-        if store.require_job(job).await.unwrap().status.is_final() {
-            break;
-        }
-        let victim = rng.random_range(0..workers.len());
-        deployment.kill(workers[victim]);
-        workers[victim] = deployment.restart(workers[victim]);
-        kills += 1;
-    }
+    let kills = Kills {
+        most: 30,
+        lasting: Duration::from_secs(60),
+        pause_ms: 50..300,
+    };
+    let kills = kill_workers_at_random(&mut deployment, &mut workers, job, &mut rng, &kills).await;
     let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
     if !waited.output.status.success() {
         panic!(
