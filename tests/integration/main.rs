@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod broadcast;
+mod cancelled_consumers;
 mod client;
 mod consolidation;
 mod control;
