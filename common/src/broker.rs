@@ -86,9 +86,14 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
-    /// True when reconnecting may help (everything but a declaration conflict).
+    /// True when reconnecting may help: everything but a declaration the broker refused (arguments
+    /// that differ, no permission). A declaration cut short by the connection (the broker restarting
+    /// while a process starts) is an outage like any other, not a reason to stop.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Declare { .. })
+        match self {
+            Self::Declare { source, .. } => !crate::declare::is_refusal(source),
+            _ => true,
+        }
     }
 
     /// Wraps a lapin error met during `operation`.

@@ -3,6 +3,7 @@
 use clap::Args;
 
 use crate::store::sentinel_url::{is_sentinel_url, SentinelUrl};
+use crate::topology::{default_quorum_size, Topology};
 
 /// Where the broker and the job store are, and which namespace this deployment uses on them.
 #[derive(Debug, Clone, Args)]
@@ -47,6 +48,19 @@ pub struct ConnectionArgs {
         value_parser = crate::deadline::parse_seconds
     )]
     pub connect_timeout: std::time::Duration,
+
+    /// Replicas of each quorum queue (task, result and retry queues) this process creates: a queue stays
+    /// available while a majority of its replicas is up (3 tolerate one node down, 5 two; use odd
+    /// numbers), and each replica writes every message to its disk. Default: one per node listed in
+    /// --amqp-url, at most 3. A queue that exists already keeps its members (grow it with
+    /// `rabbitmq-queues grow`).
+    #[arg(
+        long,
+        env = "TASKQ_QUORUM_SIZE",
+        value_name = "REPLICAS",
+        value_parser = clap::value_parser!(u8).range(1..=9)
+    )]
+    pub quorum_size: Option<u8>,
 }
 
 impl ConnectionArgs {
@@ -55,6 +69,15 @@ impl ConnectionArgs {
     pub fn apply(&self) {
         crate::deadline::set(self.connect_timeout);
         crate::store::replication::set_min_replicas(self.redis_min_replicas);
+    }
+
+    /// The deployment's names (`--prefix`) and its quorum queues' replication factor: `--quorum-size`,
+    /// or what fits the nodes of `--amqp-url` ([`default_quorum_size`]).
+    pub fn topology(&self) -> Topology {
+        let replicas = self
+            .quorum_size
+            .unwrap_or_else(|| default_quorum_size(&self.amqp_url));
+        Topology::new(self.prefix.clone()).with_quorum_size(replicas)
     }
 }
 
@@ -129,6 +152,34 @@ mod tests {
             .unwrap_err()
             .contains("no master name"));
         assert!(parse_redis_url("redis://127.0.0.1:6379").is_ok());
+    }
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    }
+
+    fn topology(args: &[&str]) -> Result<Topology, clap::Error> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(std::iter::once("test").chain(args.iter().copied()))?;
+        Ok(cli.connection.topology())
+    }
+
+    #[test]
+    fn the_replication_factor_is_the_setting_or_fits_the_listed_nodes() {
+        let url = "amqp://a/%2f,amqp://b/%2f,amqp://c/%2f,amqp://d/%2f";
+        assert_eq!(topology(&["--amqp-url", url]).unwrap().quorum_size(), 3);
+        let explicit = ["--amqp-url", url, "--quorum-size", "5"];
+        assert_eq!(topology(&explicit).unwrap().quorum_size(), 5);
+        assert_eq!(
+            topology(&["--amqp-url", "amqp://a/%2f"])
+                .unwrap()
+                .quorum_size(),
+            1
+        );
+        let refused = topology(&["--quorum-size", "0"]).unwrap_err().to_string();
+        assert!(refused.contains("--quorum-size"), "{refused}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! A consumer's delivery stream does not always end when its connection dies: publishes then fail with
 //! "invalid channel state" while the consuming loop waits for deliveries that never come, a silent stall.
 //! lapin reports every connection error as an event, so a small task turns the first one into a signal
-//! the consuming loops select on, and the session reconnects.
+//! the consuming loops select on, and the session reconnects. lapin reports a channel the broker closed
+//! the same way, and that ends the session too (a dead publisher channel must not linger), except the
+//! one refusal a declaration expects and survives on a channel of its own ([`crate::declare`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +14,7 @@ use lapin::{Connection, Event};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::broker::BrokerError;
+use crate::declare::is_quorum_size_refusal;
 
 /// Fires once the connection it watches reports an error. Clones watch the same connection; the watching
 /// task ends when the last clone is dropped.
@@ -37,6 +40,8 @@ impl ConnectionWatch {
                     event = events.next() => event,
                 };
                 match event {
+                    // A declaration's own channel, closed by a refusal the declaration survives.
+                    Some(Event::Error(error)) if is_quorum_size_refusal(&error) => {}
                     Some(Event::Error(error)) => {
                         *on_reason.lock().expect("reason lock") = Some(error.to_string());
                         on_lost.cancel();

@@ -15,7 +15,8 @@
 //! - [`task`]: the task API (a kind is a type: name, lane, input, output, options); [`aggregate`]: what a
 //!   kind's outputs fold into; [`payload`]: items and outputs as JSON inside a message.
 //! - [`envelope`]: the versioned MessagePack messages and their decoding errors.
-//! - [`topology`]: every queue and Redis key name, and their declaration.
+//! - [`topology`]: every queue and Redis key name, and their declaration; [`declare`]: declaring on a
+//!   channel of its own, keeping a quorum queue that exists with another replication factor.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms; [`dead_letter`]: moving a message
 //!   that can never be processed to the dead-letter queue.
 //! - [`store`]: job state in Redis (one server, or a master found through Sentinel and followed through
@@ -45,6 +46,7 @@ pub mod consume;
 pub mod control;
 pub mod dead_letter;
 pub mod deadline;
+pub mod declare;
 pub mod envelope;
 pub mod image_job;
 pub mod job;

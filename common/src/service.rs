@@ -27,6 +27,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     telemetry::init(log, "info");
+    log_panics();
     let settings = match settings {
         Ok(settings) => settings,
         Err(message) => return usage_error(&message),
@@ -39,6 +40,27 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// Sends every panic to the log, in its format, with the thread and the place: a panic in a spawned task
+/// ends only that task, silently but for the default hook's plain line on stderr, which a JSON log
+/// collector drops. (A task's own panic is also caught and reported as its failure by the worker.)
+fn log_panics() {
+    std::panic::set_hook(Box::new(|panic| {
+        let payload = panic.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let place = panic
+            .location()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tracing::error!(%place, %thread, "panic: {message}");
+    }));
 }
 
 /// An error and its causes on one line, each cause added only if the text before does not already say it.

@@ -3,7 +3,12 @@
 use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+use crate::declare::QUORUM_SIZE_ARG;
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -37,7 +42,33 @@ pub fn init(args: &LogArgs, default_level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     match args.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(ExpectedRefusals).init(),
+        LogFormat::Json => builder.json().finish().with(ExpectedRefusals).init(),
+    }
+}
+
+/// Drops lapin's own error line ("Channel closed") for the one refusal taskq expects: a quorum queue
+/// that exists with another replication factor, which [`crate::declare`] survives and explains in a
+/// warning of its own. Left in, every process start of an existing deployment would log an error per
+/// queue for a queue that works.
+struct ExpectedRefusals;
+
+impl<S: tracing::Subscriber> Layer<S> for ExpectedRefusals {
+    fn event_enabled(&self, event: &tracing::Event<'_>, _: Context<'_, S>) -> bool {
+        if !event.metadata().target().starts_with("lapin") {
+            return true;
+        }
+        let mut refusal = NamesQuorumSize(false);
+        event.record(&mut refusal);
+        !refusal.0
+    }
+}
+
+/// Whether any field of an event names the replication factor argument.
+struct NamesQuorumSize(bool);
+
+impl Visit for NamesQuorumSize {
+    fn record_debug(&mut self, _: &Field, value: &dyn std::fmt::Debug) {
+        self.0 = self.0 || format!("{value:?}").contains(QUORUM_SIZE_ARG);
     }
 }

@@ -14,18 +14,19 @@
 //! - `taskq.broadcast` (an exchange, fanout): broadcast jobs and control commands, to every worker;
 //! - `taskq.broadcast.<worker-id>`: one worker's copy of them (classic, expires unused after 5 minutes).
 //!
-//! Task, result and retry queues are quorum queues: durable, replicated when the broker is a cluster, and
-//! with a delivery limit so a message that keeps killing its consumer is dead-lettered instead of looping
+//! Task, result and retry queues are quorum queues: durable, replicated on as many nodes as
+//! `--quorum-size` says when the broker is a cluster (see [`default_quorum_size`]), and with a delivery
+//! limit so a message that keeps killing its consumer is dead-lettered instead of looping
 //! forever. The dead-letter queue is a classic durable queue: `producer dlq list` returns what it reads,
 //! and a quorum queue would count each look as a delivery (RabbitMQ 4 drops messages past 20).
 
 use std::time::Duration;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection};
 
 use crate::broker::BrokerError;
+use crate::declare::{bind, declare_queue, quorum_args, string, Declarer};
 use crate::job::JobId;
 
 /// How often a task may be delivered before the broker dead-letters it (it kept killing workers).
@@ -54,18 +55,54 @@ pub const RETRY_DELAYS: [Duration; 5] = [
     Duration::from_secs(256),
 ];
 
-/// The names of one deployment's queues and keys, derived from its prefix.
+/// The most replicas a quorum queue gets by default, whatever the number of nodes: 3 tolerates the
+/// loss of one node, and each replica more costs every message another disk write (see
+/// [`default_quorum_size`]).
+pub const DEFAULT_QUORUM_SIZE_CAP: u8 = 3;
+
+/// The replication factor that fits the broker at `amqp_url` (one URL, or a cluster's nodes separated by
+/// commas): one replica per listed node, at most [`DEFAULT_QUORUM_SIZE_CAP`].
+///
+/// Raft commits a message once a majority of a queue's replicas wrote it, so a queue stays available
+/// while a majority is up: 3 replicas tolerate one node down, 5 two, and an even number no more than
+/// the odd number below it. A single node gets 1.
+pub fn default_quorum_size(amqp_url: &str) -> u8 {
+    let nodes = crate::broker::node_urls(amqp_url).len();
+    u8::try_from(nodes)
+        .unwrap_or(u8::MAX)
+        .clamp(1, DEFAULT_QUORUM_SIZE_CAP)
+}
+
+/// The names of one deployment's queues and keys, derived from its prefix, and how its queues are
+/// declared.
 #[derive(Debug, Clone)]
 pub struct Topology {
     prefix: String,
+    quorum_size: u8,
 }
 
 impl Topology {
-    /// The topology of the deployment that uses `prefix`.
+    /// The topology of the deployment that uses `prefix`, on a single broker: its quorum queues have one
+    /// replica. A cluster's processes use [`Topology::with_quorum_size`].
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            quorum_size: 1,
         }
+    }
+
+    /// The same names, with quorum queues created with `replicas` members (RabbitMQ caps it at the
+    /// cluster's size). A queue that exists already keeps its members (see [`crate::declare`]).
+    pub fn with_quorum_size(self, replicas: u8) -> Self {
+        Self {
+            quorum_size: replicas.max(1),
+            ..self
+        }
+    }
+
+    /// How many replicas a quorum queue gets when this topology creates it.
+    pub fn quorum_size(&self) -> u8 {
+        self.quorum_size
     }
 
     /// The prefix of every name.
@@ -206,35 +243,54 @@ impl Topology {
     }
 
     /// Declares every shared queue and exchange (not the kinds' queues: see
-    /// [`Topology::declare_kind`]). Idempotent: every binary calls it at start.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), BrokerError> {
-        crate::broker::within("declaring the queues", self.declare_shared(channel)).await
+    /// [`Topology::declare_kind`]), on a channel of its own on `connection`. Idempotent: every binary
+    /// calls it at start.
+    pub async fn declare(&self, connection: &Connection) -> Result<(), BrokerError> {
+        crate::broker::within("declaring the queues", async {
+            let mut declarer = Declarer::open(connection).await?;
+            self.declare_shared(&mut declarer).await?;
+            declarer.close().await;
+            Ok(())
+        })
+        .await
     }
 
-    async fn declare_shared(&self, channel: &Channel) -> Result<(), BrokerError> {
+    async fn declare_shared(&self, declarer: &mut Declarer<'_>) -> Result<(), BrokerError> {
         let mut classic = FieldTable::default();
         classic.insert(ShortString::from("x-queue-type"), string("classic"));
-        declare_queue(channel, &self.dead_queue(), classic).await?;
-        declare_queue(channel, &self.results_queue(), self.dead_lettered()).await?;
+        declarer.queue(&self.dead_queue(), classic).await?;
+        declarer
+            .queue(&self.results_queue(), self.dead_lettered())
+            .await?;
         for level in 0..RETRY_DELAYS.len() {
-            self.declare_retry_level(channel, &self.retry_exchange(level))
+            self.declare_retry_level(declarer, &self.retry_exchange(level))
                 .await?;
         }
-        self.declare_broadcast_exchange(channel).await
+        declarer.fanout(&self.broadcast_exchange()).await
     }
 
-    /// Declares a kind's task queue (idempotent): the producer before publishing a job of it, and each
-    /// worker for the kinds it serves.
-    pub async fn declare_kind(&self, channel: &Channel, kind: &str) -> Result<(), BrokerError> {
-        let queue = self.task_queue(kind);
-        let declared = declare_queue(channel, &queue, self.dead_lettered());
-        crate::broker::within("declaring a task queue", declared).await
+    /// Declares a kind's task queue (idempotent), on a channel of its own on `connection`: the producer
+    /// before publishing a job of it, and each worker for the kinds it serves.
+    pub async fn declare_kind(
+        &self,
+        connection: &Connection,
+        kind: &str,
+    ) -> Result<(), BrokerError> {
+        crate::broker::within("declaring a task queue", async {
+            let mut declarer = Declarer::open(connection).await?;
+            declarer
+                .queue(&self.task_queue(kind), self.dead_lettered())
+                .await?;
+            declarer.close().await;
+            Ok(())
+        })
+        .await
     }
 
     /// Arguments of a quorum queue whose messages that keep killing their consumer, or that are
     /// rejected, go to the dead-letter queue.
     fn dead_lettered(&self) -> FieldTable {
-        let mut args = quorum_args();
+        let mut args = quorum_args(self.quorum_size);
         args.insert(ShortString::from("x-dead-letter-exchange"), string(""));
         args.insert(
             ShortString::from("x-dead-letter-routing-key"),
@@ -250,17 +306,21 @@ impl Topology {
     /// A retry level: a fanout exchange and its queue, whose expired messages the broker dead-letters
     /// through the default exchange with their own routing key, which is their task queue. At-least-once
     /// dead-lettering (RabbitMQ 3.10 and later) keeps a message until its task queue confirmed it.
-    async fn declare_retry_level(&self, channel: &Channel, name: &str) -> Result<(), BrokerError> {
-        let mut args = quorum_args();
+    async fn declare_retry_level(
+        &self,
+        declarer: &mut Declarer<'_>,
+        name: &str,
+    ) -> Result<(), BrokerError> {
+        let mut args = quorum_args(self.quorum_size);
         args.insert(ShortString::from("x-dead-letter-exchange"), string(""));
         args.insert(
             ShortString::from("x-dead-letter-strategy"),
             string("at-least-once"),
         );
         args.insert(ShortString::from("x-overflow"), string("reject-publish"));
-        declare_queue(channel, name, args).await?;
-        declare_fanout(channel, name).await?;
-        bind(channel, name, name).await
+        declarer.queue(name, args).await?;
+        declarer.fanout(name).await?;
+        declarer.bind(name, name).await
     }
 }
 
@@ -302,10 +362,6 @@ impl Topology {
         format!("{}:broadcast-jobs", self.prefix)
     }
 
-    async fn declare_broadcast_exchange(&self, channel: &Channel) -> Result<(), BrokerError> {
-        declare_fanout(channel, &self.broadcast_exchange()).await
-    }
-
     /// Declares a worker's broadcast queue and binds it to the broadcast exchange. Not exclusive, so a
     /// worker that reconnects finds the messages sent meanwhile; it expires once unused for
     /// [`BROADCAST_QUEUE_EXPIRES`].
@@ -328,54 +384,6 @@ impl Topology {
         .await?;
         Ok(queue)
     }
-}
-
-/// Declares a durable fanout exchange (idempotent).
-async fn declare_fanout(channel: &Channel, name: &str) -> Result<(), BrokerError> {
-    let options = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let fanout = ExchangeKind::Fanout;
-    channel
-        .exchange_declare(name.into(), fanout, options, FieldTable::default())
-        .await
-        .map_err(declare_error(name))
-}
-
-/// Binds `queue` to `exchange` (idempotent).
-async fn bind(channel: &Channel, queue: &str, exchange: &str) -> Result<(), BrokerError> {
-    let (options, args) = (QueueBindOptions::default(), FieldTable::default());
-    channel
-        .queue_bind(queue.into(), exchange.into(), "".into(), options, args)
-        .await
-        .map_err(declare_error(queue))
-}
-
-/// The error for a queue or exchange `name` that could not be declared or bound.
-fn declare_error(name: &str) -> impl FnOnce(lapin::Error) -> BrokerError + '_ {
-    move |source| BrokerError::Declare {
-        queue: name.to_owned(),
-        source,
-    }
-}
-
-fn string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value))
-}
-
-fn quorum_args() -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(ShortString::from("x-queue-type"), string("quorum"));
-    args
-}
-
-async fn declare_queue(channel: &Channel, name: &str, args: FieldTable) -> Result<(), BrokerError> {
-    channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
-        .await
-        .map(|_| ())
-        .map_err(declare_error(name))
 }
 
 #[cfg(test)]
@@ -402,6 +410,19 @@ mod tests {
         assert!(topology
             .job_results_key(job)
             .starts_with(&topology.job_key(job)));
+    }
+
+    #[test]
+    fn the_default_replication_factor_follows_the_listed_nodes_up_to_three() {
+        let node = "amqp://guest:guest@a:5672/%2f";
+        assert_eq!(default_quorum_size(node), 1);
+        assert_eq!(default_quorum_size(&[node; 2].join(",")), 2);
+        assert_eq!(default_quorum_size(&[node; 3].join(", ")), 3);
+        assert_eq!(default_quorum_size(&[node; 7].join(",")), 3);
+        assert_eq!(default_quorum_size(""), 1);
+        assert_eq!(Topology::new("t").quorum_size(), 1);
+        assert_eq!(Topology::new("t").with_quorum_size(5).quorum_size(), 5);
+        assert_eq!(Topology::new("t").with_quorum_size(0).quorum_size(), 1);
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl Session {
         let connection = broker::connect(url, &format!("consumer {consumer_id}")).await?;
         let topology = store.topology().clone();
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-        topology.declare(publisher.channel()).await?;
+        topology.declare(&connection).await?;
         let queue = topology.results_queue();
         let (channel, consumer) =
             broker::consume(&connection, &queue, settings.prefetch, consumer_id).await?;

@@ -21,7 +21,7 @@ use taskq_common::registry::{Membership, Registry};
 use taskq_common::stages::Plan;
 use taskq_common::store::JobStore;
 use taskq_common::task::Task;
-use taskq_common::topology::Topology;
+use taskq_common::topology::{default_quorum_size, Topology};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -72,12 +72,25 @@ pub struct Job<'a> {
 
 impl Client {
     /// Connects to Redis and the broker (each attempt has a deadline) and declares the shared queues.
+    /// Quorum queues it creates get one replica per node listed in `amqp_url`, at most 3
+    /// ([`taskq_common::topology::default_quorum_size`]).
     pub async fn connect(
         amqp_url: &str,
         redis_url: &str,
         prefix: &str,
     ) -> Result<Self, ProducerError> {
-        let store = JobStore::connect(redis_url, Topology::new(prefix)).await?;
+        let topology = Topology::new(prefix).with_quorum_size(default_quorum_size(amqp_url));
+        Self::connect_with(amqp_url, redis_url, topology).await
+    }
+
+    /// [`Client::connect`] with the names and replication factor of `topology` (for example
+    /// [`taskq_common::config::ConnectionArgs::topology`], which applies `--quorum-size`).
+    pub async fn connect_with(
+        amqp_url: &str,
+        redis_url: &str,
+        topology: Topology,
+    ) -> Result<Self, ProducerError> {
+        let store = JobStore::connect(redis_url, topology).await?;
         let client = Self {
             announcements: Announcements::start(store.clone()),
             store,
@@ -248,8 +261,8 @@ impl Client {
     ) -> Result<&'b mut Broker, ProducerError> {
         let opened = self.open_broker(broker).await?;
         if !opened.declared.contains(kind) {
-            let channel = opened.publisher.channel();
-            self.store.topology().declare_kind(channel, kind).await?;
+            let connection = &opened.connection;
+            self.store.topology().declare_kind(connection, kind).await?;
             opened.declared.insert(kind.to_owned());
         }
         Ok(opened)
@@ -268,7 +281,7 @@ impl Client {
         if broker.is_none() {
             let connection = broker::connect(&self.amqp_url, "producer").await?;
             let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
-            self.store.topology().declare(publisher.channel()).await?;
+            self.store.topology().declare(&connection).await?;
             *broker = Some(Broker {
                 connection,
                 publisher,

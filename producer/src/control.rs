@@ -109,7 +109,7 @@ impl ControlPlane {
         let connection = broker::connect(amqp_url, "producer control").await?;
         let publisher = Publisher::new(broker::open_channel(&connection).await?).await?;
         let topology = store.topology().clone();
-        topology.declare(publisher.channel()).await?;
+        topology.declare(&connection).await?;
         Ok(Self {
             connection,
             publisher,

@@ -72,7 +72,7 @@ impl DeadLetters {
     pub async fn open(amqp_url: &str, topology: &Topology) -> Result<Self, ProducerError> {
         let connection = broker::connect(amqp_url, "producer dlq").await?;
         let channel = broker::open_channel(&connection).await?;
-        topology.declare(&channel).await?;
+        topology.declare(&connection).await?;
         Ok(Self {
             connection,
             channel,

@@ -41,7 +41,6 @@ use taskq_common::control::Command as ControlCommand;
 use taskq_common::job::{JobId, JobStatus};
 use taskq_common::registry::Registry;
 use taskq_common::store::{JobStore, StoreError};
-use taskq_common::topology::Topology;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::client::{outputs, Client, Job, JobOptions};
@@ -191,7 +190,7 @@ impl ProducerError {
 /// Runs one producer command. Script output goes to stdout; progress and logs to stderr.
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerError> {
     cli.connection.apply();
-    let topology = Topology::new(cli.connection.prefix.clone());
+    let topology = cli.connection.topology();
     match cli.command {
         Command::Submit { job } => submit_job(&cli.connection, &job, false, &shutdown).await,
         Command::Broadcast { job } => submit_job(&cli.connection, &job, true, &shutdown).await,
@@ -382,10 +381,10 @@ async fn submit_job(
 async fn connect(
     connection: &taskq_common::config::ConnectionArgs,
 ) -> Result<Client, ProducerError> {
-    Client::connect(
+    Client::connect_with(
         &connection.amqp_url,
         &connection.redis_url,
-        &connection.prefix,
+        connection.topology(),
     )
     .await
 }

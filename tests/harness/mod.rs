@@ -6,11 +6,16 @@
 //! the stock `worker`, and `test-worker` (this package's), which also serves the test-only kinds.
 //! Workers are started and then waited for until they are registered, so a test may submit at once: the
 //! producer refuses a kind no live worker serves.
-//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from; [`sentinels`] a
-//! private Redis master, replicas and sentinels for failover tests.
+//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from; [`chaos`] holds what
+//! the tests that kill processes share, [`rabbitmq`] what tests ask of and do to the broker from outside,
+//! [`sentinels`] a private Redis master, replicas and sentinels for failover tests.
 
+pub mod chaos;
 pub mod fixture;
+pub mod rabbitmq;
 pub mod sentinels;
+
+pub use chaos::{assert_every_item_once, assert_every_square_once};
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -28,7 +33,7 @@ use taskq_common::job::{now_ms, JobId, JobSpec};
 use taskq_common::payload::TaskPayload;
 use taskq_common::registry::{KindInfo, Registry};
 use taskq_common::store::JobStore;
-use taskq_common::topology::Topology;
+use taskq_common::topology::{default_quorum_size, Topology};
 use worker::http::{HttpClient, HttpSettings};
 use worker::tasks::{Download, Square, SumSquares};
 
@@ -133,9 +138,11 @@ impl Deployment {
         &self.redis_url
     }
 
-    /// The deployment's queue names.
+    /// The deployment's queue names, and the replication factor its processes give quorum queues (the
+    /// default for their `AMQP_URL`).
     pub fn topology(&self) -> Topology {
-        Topology::new(self.prefix.clone())
+        let replicas = default_quorum_size(&self.amqp_url);
+        Topology::new(self.prefix.clone()).with_quorum_size(replicas)
     }
 
     /// The consumer's output directory.
@@ -462,12 +469,11 @@ impl Deployment {
             .expect("kinds")
             .extend(kinds.iter().map(|kind| kind.to_string()));
         let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
-        let channel = connection.create_channel().await.expect("channel");
         let topology = self.topology();
-        topology.declare(&channel).await.expect("declare");
+        topology.declare(&connection).await.expect("declare");
         for kind in kinds {
             topology
-                .declare_kind(&channel, kind)
+                .declare_kind(&connection, kind)
                 .await
                 .expect("declare kind");
         }
@@ -802,36 +808,6 @@ pub fn output_lines(summary: &serde_json::Value) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect()
-}
-
-/// Asserts the job completed with `items` items, none failed, and its output file has exactly `items`
-/// lines, each of which `check_line(index, line)` asserts is right.
-pub fn assert_every_item_once(
-    summary: &serde_json::Value,
-    items: u64,
-    context: &str,
-    mut check_line: impl FnMut(usize, &str),
-) {
-    assert_eq!(summary["status"], "completed", "{context}: {summary}");
-    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
-    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
-    let text =
-        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
-    let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        check_line(i, line);
-        count += 1;
-    }
-    assert_eq!(count, items, "{context}: every item exactly once");
-}
-
-/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
-pub fn assert_every_square_once(summary: &serde_json::Value, items: u64, context: &str) {
-    assert_every_item_once(summary, items, context, |i, line| {
-        let x = i as i128 + 1;
-        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
-        assert_eq!(line, expected, "{context}: line {i}");
-    });
 }
 
 /// An encoded chunk payload of `items` (as JSON, the way the producer sends them), starting at input

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod broadcast;
+mod cancelled_consumers;
 mod client;
 mod consolidation;
 mod control;
@@ -15,6 +16,7 @@ mod manifests;
 mod n_workers;
 mod poison;
 mod programs;
+mod quorum_size;
 mod retries;
 mod sentinel;
 mod settle;

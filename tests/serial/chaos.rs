@@ -5,24 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
+use taskq_tests::chaos::{kill_workers_at_random, seeded, Kills};
 use taskq_tests::{
     assert_every_item_once, assert_every_square_once, eventually, Deployment, WORDCOUNT_WORKER,
 };
 
 use crate::one_at_a_time;
-
-fn seed() -> u64 {
-    let seed = std::env::var("TASKQ_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("chaos seed: {seed} (replay with TASKQ_CHAOS_SEED={seed})");
-    seed
-}
 
 /// What a stalled job of `kind` looks like: its state, the queues, and the dead letters' reasons.
 async fn diagnose(deployment: &Deployment, job: JobId, kind: &str) -> String {
@@ -48,27 +38,20 @@ fn redeliveries(deployment: &Deployment, processes: usize) -> usize {
 #[tokio::test]
 async fn workers_killed_at_random_lose_nothing_and_count_nothing_twice() {
     let _alone = one_at_a_time().await;
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let mut deployment = Deployment::new("killworkers");
     let mut workers = [deployment.start_worker(&[]), deployment.start_worker(&[])];
     deployment.start_consumer();
     let items = 100_000;
     let job = deployment.submit_squares(items, 10);
-    let store = deployment.store().await;
 
     let started = Instant::now();
-    let mut kills = 0;
-    while kills < 30 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
-        if store.require_job(job).await.unwrap().status.is_final() {
-            break;
-        }
-        let victim = rng.random_range(0..workers.len());
-        deployment.kill(workers[victim]);
-        workers[victim] = deployment.restart(workers[victim]);
-        kills += 1;
-    }
+    let kills = Kills {
+        most: 30,
+        lasting: Duration::from_secs(60),
+        pause_ms: 100..400,
+    };
+    let kills = kill_workers_at_random(&mut deployment, &mut workers, job, &mut rng, &kills).await;
     let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
     if !waited.output.status.success() {
         panic!(
@@ -312,8 +295,7 @@ fn assert_every_count_once(summary: &Value, texts: &[(String, u64)], context: &s
 #[tokio::test]
 async fn the_chaos_test_is_still_exact_with_a_user_task() {
     let _alone = one_at_a_time().await;
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let mut deployment = Deployment::new("killwordcount");
     let mut workers = deployment.start_workers(WORDCOUNT_WORKER, 3, &[]);
     deployment.start_consumer();
@@ -333,20 +315,14 @@ async fn the_chaos_test_is_still_exact_with_a_user_task() {
     ]);
     assert!(run.output.status.success(), "{}", run.stderr());
     let job: JobId = run.stdout().trim().parse().expect("job id");
-    let store = deployment.store().await;
 
     let started = Instant::now();
-    let mut kills = 0;
-    while kills < 30 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
-        if store.require_job(job).await.unwrap().status.is_final() {
-            break;
-        }
-        let victim = rng.random_range(0..workers.len());
-        deployment.kill(workers[victim]);
-        workers[victim] = deployment.restart(workers[victim]);
-        kills += 1;
-    }
+    let kills = Kills {
+        most: 30,
+        lasting: Duration::from_secs(60),
+        pause_ms: 50..300,
+    };
+    let kills = kill_workers_at_random(&mut deployment, &mut workers, job, &mut rng, &kills).await;
     let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
     if !waited.output.status.success() {
         panic!(

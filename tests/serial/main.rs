@@ -1,5 +1,5 @@
 //! Tests that need the machine and the shared services to themselves: outages of RabbitMQ and Redis,
-//! processes killed at random, and timing (heartbeats under full CPU load, one lane against the other,
+//! processes killed at random, a soak of both at once, and timing (heartbeats under full CPU load, one lane against the other,
 //! how fast a cancel stops a running job). Cargo runs test binaries one
 //! after another, so nothing in the `integration` binary overlaps them, and each takes [`ONE_AT_A_TIME`]
 //! so they do not overlap each other either.
@@ -10,6 +10,7 @@ mod failover;
 mod heartbeat;
 mod lanes;
 mod outages;
+mod soak;
 mod stages_chaos;
 
 use std::sync::LazyLock;

@@ -1,10 +1,13 @@
 //! RabbitMQ or Redis restarted mid-job. These need the right to run `rabbitmqctl` and
-//! `scripts/services.sh` (root, as in CI).
+//! `scripts/services.sh` (root, as in CI); the broker restarted is the one of
+//! [`taskq_tests::chaos`] (another node with `TASKQ_TEST_RABBITMQ_NODE`).
 
 use std::process::Command;
 use std::time::Duration;
 
 use taskq_common::job::JobId;
+use taskq_tests::chaos::assert_every_square_once;
+use taskq_tests::rabbitmq::restart_broker;
 use taskq_tests::{eventually, Deployment};
 
 use crate::one_at_a_time;
@@ -47,21 +50,6 @@ async fn job_under_way(deployment: &mut Deployment) -> JobId {
     job
 }
 
-fn assert_exact(summary: &serde_json::Value, logs: &str) {
-    assert_eq!(summary["items"].as_u64(), Some(ITEMS), "{logs}");
-    assert_eq!(summary["failed"].as_u64(), Some(0), "{logs}");
-    let text = std::fs::read_to_string(summary["output"].as_str().unwrap()).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len() as u64, ITEMS);
-    for (i, line) in lines.iter().enumerate() {
-        let x = i as i128 + 1;
-        assert_eq!(
-            *line,
-            format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x)
-        );
-    }
-}
-
 #[tokio::test]
 async fn a_broker_restart_mid_job_is_survived_by_every_process() {
     let _alone = one_at_a_time().await;
@@ -71,13 +59,10 @@ async fn a_broker_restart_mid_job_is_survived_by_every_process() {
     let waiting =
         deployment.producer_in_background(&["wait", &job.to_string(), "--timeout", "120"]);
 
-    run("rabbitmqctl", &["-q", "stop_app"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    run("rabbitmqctl", &["-q", "start_app"]);
-    run(&services_script(), &[]);
+    restart_broker(Duration::from_secs(2)).await;
 
     let waited = waiting.finish(Duration::from_secs(150));
-    assert_exact(&waited.json(), &deployment.all_logs());
+    assert_every_square_once(&waited.json(), ITEMS, &deployment.all_logs());
     // The job may finish on whichever process came back first; every process must come back soon after
     // (a silent stall never would).
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -117,5 +102,5 @@ async fn a_redis_restart_mid_job_loses_nothing() {
     run(&services_script(), &[]);
 
     let waited = waiting.finish(Duration::from_secs(150));
-    assert_exact(&waited.json(), &deployment.all_logs());
+    assert_every_square_once(&waited.json(), ITEMS, &deployment.all_logs());
 }

@@ -7,26 +7,20 @@
 
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use taskq_common::job::JobId;
+use taskq_tests::chaos::{kill_workers_at_random, seeded, Kills};
 use taskq_tests::{output_lines, Deployment, TEST_WORKER};
 
 use crate::one_at_a_time;
 
-/// Most kills in one test.
-const KILLS: u32 = 8;
-/// How long the kills may go on.
-const KILLING_FOR: Duration = Duration::from_secs(60);
-
-fn seed() -> u64 {
-    let seed = std::env::var("TASKQ_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("chaos seed: {seed} (replay with TASKQ_CHAOS_SEED={seed})");
-    seed
+/// How workers are killed: at most 8 times in 60 s, every 150 to 500 ms.
+fn kills() -> Kills {
+    Kills {
+        most: 8,
+        lasting: Duration::from_secs(60),
+        pause_ms: 150..500,
+    }
 }
 
 /// What `sum-squares` computes for n: the sum of i² for i in 0..n, n(n-1)(2n-1)/6.
@@ -40,32 +34,6 @@ fn submit(deployment: &Deployment, args: &[&str]) -> JobId {
     let run = deployment.producer(args);
     assert!(run.output.status.success(), "{}", run.stderr());
     run.stdout().trim().parse().expect("a job id")
-}
-
-/// Kills one of `workers` at random (SIGKILL) and restarts it, every 150 to 500 ms, until the job ends
-/// or [`KILLS`] kills or [`KILLING_FOR`] have passed; returns how many kills there were.
-async fn kill_at_random(
-    deployment: &mut Deployment,
-    workers: &mut [usize],
-    job: JobId,
-    rng: &mut StdRng,
-) -> u32 {
-    let store = deployment.store().await;
-    let started = Instant::now();
-    let mut kills = 0;
-    while kills < KILLS && started.elapsed() < KILLING_FOR {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..500))).await;
-        if store.require_job(job).await.expect("job").status.is_final() {
-            break;
-        }
-        let victim = rng.random_range(0..workers.len());
-        deployment.kill(workers[victim]);
-        workers[victim] = deployment.restart(workers[victim]);
-        kills += 1;
-    }
-    // Every restarted worker must come back; one that cannot would stall the job for another reason.
-    deployment.wait_until_registered(workers);
-    kills
 }
 
 /// Waits for the job and returns its summary, failing with the seed, the job's state, the stage
@@ -126,8 +94,7 @@ fn assert_every_stage_once(summary: &Value, expected: &[(&str, &str, u64, u64)],
 #[tokio::test]
 async fn workers_killed_during_a_three_stage_job_lose_nothing_and_count_nothing_twice() {
     let _alone = one_at_a_time().await;
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let mut deployment = Deployment::new("stagechaos");
     let mut workers = deployment.start_workers(TEST_WORKER, 3, &[]);
     deployment.start_consumer();
@@ -152,7 +119,8 @@ async fn workers_killed_during_a_three_stage_job_lose_nothing_and_count_nothing_
     );
 
     let started = Instant::now();
-    let kills = kill_at_random(&mut deployment, &mut workers, job, &mut rng).await;
+    let kills =
+        kill_workers_at_random(&mut deployment, &mut workers, job, &mut rng, &kills()).await;
     let context = format!("seed {seed}, {kills} kills");
     let kinds = ["sum-squares", "test-negate"];
     let summary = finished(&deployment, job, &kinds, &context).await;
@@ -195,8 +163,7 @@ async fn workers_killed_during_a_three_stage_job_lose_nothing_and_count_nothing_
 #[tokio::test]
 async fn workers_killed_during_a_map_and_reduce_job_fold_every_value_once() {
     let _alone = one_at_a_time().await;
-    let seed = seed();
-    let mut rng = StdRng::seed_from_u64(seed);
+    let (seed, mut rng) = seeded();
     let mut deployment = Deployment::new("stagechaosreduce");
     let mut workers = deployment.start_workers(TEST_WORKER, 3, &[]);
     deployment.start_consumer();
@@ -220,7 +187,8 @@ async fn workers_killed_during_a_map_and_reduce_job_fold_every_value_once() {
     );
 
     let started = Instant::now();
-    let kills = kill_at_random(&mut deployment, &mut workers, job, &mut rng).await;
+    let kills =
+        kill_workers_at_random(&mut deployment, &mut workers, job, &mut rng, &kills()).await;
     let context = format!("seed {seed}, {kills} kills");
     let kinds = ["sum-squares", "test-negate", "test-sum"];
     let summary = finished(&deployment, job, &kinds, &context).await;

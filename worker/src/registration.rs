@@ -38,7 +38,7 @@ impl Registration {
         io: Arc<IoLane>,
         cancels: Arc<Cancellations>,
     ) -> Self {
-        let topology = taskq_common::topology::Topology::new(settings.connection.prefix.clone());
+        let topology = settings.connection.topology();
         let template = WorkerInfo {
             worker_id: settings.worker_id.clone(),
             instance: uuid::Uuid::new_v4().simple().to_string(),

@@ -99,10 +99,11 @@ impl Contexts<'_> {
     ) -> Result<Vec<LaneSession>, BrokerError> {
         let (settings, kinds) = (self.settings, &self.shared.kinds);
         let publisher = Publisher::new(broker::open_channel(connection).await?).await?;
-        self.topology.declare(publisher.channel()).await?;
+        self.topology.declare(connection).await?;
         for kind in kinds.iter() {
-            let channel = publisher.channel();
-            self.topology.declare_kind(channel, &kind.info.name).await?;
+            self.topology
+                .declare_kind(connection, &kind.info.name)
+                .await?;
         }
         let (initial, costs, prefetch) =
             cpu_prefetch(settings.prefetch, self.shared.pool.threads());
