@@ -7,11 +7,13 @@
 //! ours (multiprocessing.Pool with 2 processes) for the ratio. Issue #3: the seed's 160 downloads within
 //! 1.5x of the ideal (see [`downloads`]). Issue #11: a warm client's round trip, programs as kinds, and a
 //! user's task against the built-in one (see [`own_tasks`]). The image blur in tiles against the same
-//! blur on the whole image and Pillow's (see [`image`]).
+//! blur on the whole image and Pillow's (see [`image`]). Issues #13 and #15: one quorum queue's raw
+//! ceiling, and one-item chunks end to end as a share of it (see [`queue_ceiling`]).
 
 mod downloads;
 mod image;
 mod own_tasks;
+mod queue_ceiling;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -30,6 +32,9 @@ struct Row {
 
 fn main() {
     let mut rows = Vec::new();
+    // First, while no deployment of this run is up: the queue alone on the broker.
+    let ceiling = wanted("queue-ceiling").then(|| queue_ceiling::one_quorum_queue(&mut rows));
+    let mut one_item_chunks = None;
     if wanted("loop") {
         sum_squares_grows_with_n(&mut rows);
     }
@@ -45,8 +50,11 @@ fn main() {
         }
         if wanted("throughput") {
             seed_job(&deployment, &mut rows);
-            squares(&deployment, &mut rows);
+            one_item_chunks = Some(squares(&deployment, &mut rows));
         }
+    }
+    if let (Some(items), Some(messages)) = (one_item_chunks, ceiling) {
+        rows.push(queue_ceiling::share_row(items, messages));
     }
     if wanted("own-tasks") {
         own_tasks::user_task_against_builtin(&mut rows);
@@ -66,8 +74,8 @@ fn main() {
 }
 
 /// Whether to run a group of scenarios: every group, or only those named on the command line
-/// (`scripts/bench.sh round-trips own-tasks`; groups: loop, throughput, round-trips, own-tasks,
-/// downloads, image).
+/// (`scripts/bench.sh round-trips own-tasks`; groups: queue-ceiling, loop, throughput, round-trips,
+/// own-tasks, downloads, image).
 fn wanted(group: &str) -> bool {
     let named: Vec<String> = std::env::args()
         .skip(1)
@@ -101,8 +109,8 @@ fn seed_job(deployment: &Deployment, rows: &mut Vec<Row>) {
     });
 }
 
-/// `square` at the default chunk size and at one item per chunk.
-fn squares(deployment: &Deployment, rows: &mut Vec<Row>) {
+/// `square` at the default chunk size and at one item per chunk; returns the latter's median items/s.
+fn squares(deployment: &Deployment, rows: &mut Vec<Row>) -> f64 {
     throughput(
         deployment,
         rows,
@@ -116,7 +124,7 @@ fn squares(deployment: &Deployment, rows: &mut Vec<Row>) {
         "square 20,000 items, --chunk-size 1",
         &["--values", "1..=20000", "--chunk-size", "1"],
         3_000.0,
-    );
+    )
 }
 
 /// Single-thread time of the sum-squares loop for doubling n: it must double too (no closed form).
@@ -158,14 +166,14 @@ fn idle_memory(deployment: &Deployment, rows: &mut Vec<Row>) {
 }
 
 /// Runs a `square` job three times (the machine's speed drifts between runs) and reports each run and
-/// the median, which is what meets the target or not.
+/// the median (items/s, returned), which is what meets the target or not.
 fn throughput(
     deployment: &Deployment,
     rows: &mut Vec<Row>,
     scenario: &str,
     args: &[&str],
     target: f64,
-) {
+) -> f64 {
     let mut full = vec!["submit", "square"];
     full.extend_from_slice(args);
     full.push("--wait");
@@ -191,6 +199,7 @@ fn throughput(
         ),
         target: format!(">= {target:.0} items/s"),
     });
+    median
 }
 
 /// The seed's own code: `sum(i*i for i in range(n))` over the same 20 n with a 2-process pool.
