@@ -6,9 +6,11 @@
 //! the stock `worker`, and `test-worker` (this package's), which also serves the test-only kinds.
 //! Workers are started and then waited for until they are registered, so a test may submit at once: the
 //! producer refuses a kind no live worker serves.
-//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from.
+//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from; [`prometheus`] a
+//! Prometheus of a test's own, for the scrape test.
 
 pub mod fixture;
+pub mod prometheus;
 
 use std::collections::BTreeSet;
 use std::future::Future;

@@ -10,6 +10,7 @@ mod deadlines;
 mod downloads;
 mod image;
 mod long_chunks;
+mod metrics;
 mod n_workers;
 mod poison;
 mod programs;
