@@ -6,7 +6,7 @@
 //! usage error (exit 2) that names it, rather than a worker that runs unobserved.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -21,6 +21,21 @@ use tokio_util::sync::CancellationToken;
 /// The content type of the exposition `prometheus-client` writes (OpenMetrics text, which Prometheus
 /// asks for first).
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A binary's set of metric handles, registered under their names.
+pub trait MetricSet: Send + Sync + 'static {
+    /// Adds every metric to `registry` (handles are shared, so the registry reads the live values).
+    fn register(&self, registry: &mut Registry);
+}
+
+/// Installs a binary's metric set in `cell` (once per process; later calls share the same values) and
+/// returns a registry holding it, for [`MetricsListener::serve`]. Until then the cell is empty and the
+/// binary's recording calls do nothing.
+pub fn install<M: MetricSet>(cell: &'static OnceLock<M>, new: fn() -> M) -> Registry {
+    let mut registry = Registry::default();
+    cell.get_or_init(new).register(&mut registry);
+    registry
+}
 
 /// `--metrics-addr`, flattened into the worker's and the consumer's command lines.
 #[derive(Debug, Clone, Default, Args)]

@@ -11,6 +11,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
+use taskq_common::metrics::MetricSet;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -33,7 +34,7 @@ struct ConsumerMetrics {
 
 static METRICS: OnceLock<ConsumerMetrics> = OnceLock::new();
 
-impl ConsumerMetrics {
+impl MetricSet for ConsumerMetrics {
     fn register(&self, registry: &mut Registry) {
         let metrics = self.clone();
         registry.register(
@@ -59,13 +60,9 @@ impl ConsumerMetrics {
     }
 }
 
-/// Starts recording (once per process; later calls share the same values) and returns a registry
-/// holding every consumer metric, for the `/metrics` endpoint.
+/// Starts recording and returns a registry holding every consumer metric, for the `/metrics` endpoint.
 pub fn install() -> Registry {
-    let metrics = METRICS.get_or_init(ConsumerMetrics::default);
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    registry
+    taskq_common::metrics::install(&METRICS, ConsumerMetrics::default)
 }
 
 /// Counts a result of `kind` recorded for the first time.

@@ -85,11 +85,11 @@ fn prometheus_scrapes_the_job_s_numbers_from_worker_consumer_and_rabbitmq() {
     let mut deployment = Deployment::new("scrape");
     let worker = deployment.start_worker(&["--metrics-addr", "127.0.0.1:0"]);
     let consumer = deployment.start_consumer_with(&["--metrics-addr", "127.0.0.1:0"]);
-    let (worker_at, consumer_at) = (
+    let endpoints = [
         metrics_address(&deployment, worker),
         metrics_address(&deployment, consumer),
-    );
-    let config = scrape_config(&worker_at, &consumer_at, &rabbitmq_metrics());
+    ];
+    let config = scrape_config(&endpoints[0], &endpoints[1], &rabbitmq_metrics());
     let prometheus = Prometheus::start(deployment.dir.path(), &config);
 
     // 300 items in 30 chunks of 10.
@@ -108,66 +108,75 @@ fn prometheus_scrapes_the_job_s_numbers_from_worker_consumer_and_rabbitmq() {
         (summary["items"].as_u64(), summary["chunks"].as_u64()),
         (Some(300), Some(30))
     );
-    let wait = |promql: &str, expected: f64| prometheus.wait_for_value(promql, expected, SCRAPED);
-    wait(
-        r#"sum by (kind) (taskq_worker_items_total{job="taskq-worker",outcome="ok"})"#,
-        300.0,
-    );
-    wait(
-        r#"sum(taskq_worker_items_total{job="taskq-worker",outcome!="ok"}) or vector(0)"#,
-        0.0,
-    );
-    wait(
-        r#"sum by (kind) (taskq_worker_chunks_total{job="taskq-worker",outcome="ok"})"#,
-        30.0,
-    );
-    wait(
-        r#"sum(taskq_worker_chunk_run_seconds_count{job="taskq-worker",kind="square",lane="cpu"})"#,
-        30.0,
-    );
-    wait(
-        r#"sum(taskq_worker_result_batch_size_sum{job="taskq-worker"})"#,
-        30.0,
-    );
-    wait(
-        r#"sum by (kind) (taskq_consumer_results_recorded_total{job="taskq-consumer"})"#,
-        30.0,
-    );
-    wait(
-        r#"sum(taskq_consumer_jobs_finished_total{job="taskq-consumer",outcome="completed"})"#,
-        1.0,
-    );
-    wait(r#"taskq_worker_chunks_in_flight{lane="cpu"}"#, 0.0);
-
-    // RabbitMQ's per-queue figures: this namespace's task queue, consumed by the one worker, now empty.
+    job_numbers_reach_prometheus(&prometheus, 300, 30);
     let queue = deployment.topology().task_queue("square");
-    wait(
-        &format!(r#"rabbitmq_detailed_queue_consumers{{job="rabbitmq",queue="{queue}"}}"#),
-        1.0,
-    );
-    wait(
-        &format!(r#"rabbitmq_detailed_queue_messages_ready{{job="rabbitmq",queue="{queue}"}}"#),
-        0.0,
-    );
+    queue_figures_reach_prometheus(&prometheus, &queue);
+    dashboard_and_alerts_match(&prometheus, &endpoints);
+}
 
-    // The dashboard and the alerts name only metrics the binaries declare, and every dashboard query
-    // and alert rule evaluates against the real series.
-    let declared: BTreeSet<String> = [&worker_at, &consumer_at]
+/// The worker's and the consumer's counts of a finished job of `items` in `chunks`, as Prometheus read
+/// them.
+fn job_numbers_reach_prometheus(prometheus: &Prometheus, items: u32, chunks: u32) {
+    let wait = |promql: &str, expected: u32| {
+        prometheus.wait_for_value(promql, f64::from(expected), SCRAPED)
+    };
+    // Each query has one selector; these restrict it to the worker's or the consumer's scrape job.
+    let worker = |query: &str| query.replace("{", r#"{job="taskq-worker","#);
+    wait(
+        &worker(r#"sum by (kind) (taskq_worker_items_total{outcome="ok"})"#),
+        items,
+    );
+    wait(
+        &worker(r#"sum(taskq_worker_items_total{outcome!="ok"}) or vector(0)"#),
+        0,
+    );
+    wait(
+        &worker(r#"sum by (kind) (taskq_worker_chunks_total{outcome="ok"})"#),
+        chunks,
+    );
+    let runs = r#"sum(taskq_worker_chunk_run_seconds_count{kind="square",lane="cpu"})"#;
+    wait(&worker(runs), chunks);
+    // Every chunk's result went out in some result message exactly once.
+    wait(
+        &worker(r#"sum(taskq_worker_result_batch_size_sum{})"#),
+        chunks,
+    );
+    wait(&worker(r#"taskq_worker_chunks_in_flight{lane="cpu"}"#), 0);
+    let consumer = |query: &str| query.replace("{", r#"{job="taskq-consumer","#);
+    let recorded = r#"sum by (kind) (taskq_consumer_results_recorded_total{})"#;
+    wait(&consumer(recorded), chunks);
+    let completed = r#"sum(taskq_consumer_jobs_finished_total{outcome="completed"})"#;
+    wait(&consumer(completed), 1);
+}
+
+/// RabbitMQ's per-queue figures for `queue`: consumed by the one worker, and empty once the job is done.
+fn queue_figures_reach_prometheus(prometheus: &Prometheus, queue: &str) {
+    for (metric, expected) in [("consumers", 1.0), ("messages_ready", 0.0)] {
+        let promql =
+            format!(r#"rabbitmq_detailed_queue_{metric}{{job="rabbitmq",queue="{queue}"}}"#);
+        prometheus.wait_for_value(&promql, expected, SCRAPED);
+    }
+}
+
+/// The dashboard and the alerts name only metrics the binaries at `endpoints` declare, every dashboard
+/// query evaluates, and every alert rule evaluates cleanly against the real series.
+fn dashboard_and_alerts_match(prometheus: &Prometheus, endpoints: &[String]) {
+    let declared: BTreeSet<String> = endpoints
         .iter()
         .flat_map(|at| families(&http_get(at, "/metrics").expect("scrape /metrics")))
         .collect();
-    let dashboard_text =
-        std::fs::read_to_string(deploy_dir().join("grafana/taskq.json")).expect("dashboard");
-    let alerts_text = std::fs::read_to_string(deploy.join("alerts.yml")).expect("alerts");
-    let named = taskq_families_named_in(&(dashboard_text.clone() + &alerts_text));
+    let read = |path: &str| std::fs::read_to_string(deploy_dir().join(path)).expect(path);
+    let dashboard_text = read("grafana/taskq.json");
+    let named = taskq_families_named_in(&(dashboard_text.clone() + &read("prometheus/alerts.yml")));
     let undeclared: Vec<_> = named.difference(&declared).collect();
     assert!(
         undeclared.is_empty(),
         "the dashboard or alerts use metrics no binary declares: {undeclared:?} (declared: {declared:?})"
     );
     let dashboard: serde_json::Value = serde_json::from_str(&dashboard_text).expect("JSON");
-    let panels = dashboard["panels"].as_array().expect("panels");
-    let exprs: Vec<String> = panels
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
         .iter()
         .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
         .filter_map(|target| target["expr"].as_str().map(str::to_owned))
@@ -178,20 +187,30 @@ fn prometheus_scrapes_the_job_s_numbers_from_worker_consumer_and_rabbitmq() {
             panic!("dashboard query `{expr}` fails: {error}");
         }
     }
-    let rules = prometheus.api("/api/v1/rules").expect("rules");
-    let rules: Vec<&serde_json::Value> = rules["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|group| group["rules"].as_array().into_iter().flatten())
-        .collect();
-    assert_eq!(rules.len(), 8, "alert rules loaded: {rules:?}");
-    // Rules are evaluated every second: by now each has been, against the series scraped above.
-    for rule in rules {
-        assert_eq!(
-            rule["health"], "ok",
-            "alert rule not evaluated cleanly: {rule}"
+    rules_evaluate_cleanly(prometheus, 8);
+}
+
+/// Waits (bounded) until Prometheus has loaded `count` alert rules and evaluated each without error.
+fn rules_evaluate_cleanly(prometheus: &Prometheus, count: usize) {
+    let deadline = std::time::Instant::now() + SCRAPED;
+    loop {
+        let groups = prometheus.api("/api/v1/rules").expect("rules")["groups"].clone();
+        let rules: Vec<serde_json::Value> = groups
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|group| group["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let healthy = rules.iter().filter(|rule| rule["health"] == "ok").count();
+        if rules.len() == count && healthy == count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{healthy} of {} alert rules evaluate cleanly, {count} expected: {rules:#?}",
+            rules.len()
         );
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -16,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
+use taskq_common::metrics::MetricSet;
 use taskq_common::task::Lane;
 
 /// Upper bounds of the chunk run-time buckets, in seconds: from a tiny chunk's 100 µs to the default
@@ -24,7 +25,9 @@ const RUN_SECONDS_BUCKETS: [f64; 14] = [
     0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1200.0,
 ];
 
-/// What became of one delivered chunk, as the `outcome` label of `taskq_worker_chunks_total`.
+/// What became of one delivered chunk, as the `outcome` label of `taskq_worker_chunks_total`: the
+/// handler's decision. When carrying it out fails (the dead-letter copy or the delayed retry is not
+/// confirmed), the chunk goes back to its queue as it is and counts again when it is delivered again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkOutcome {
     /// Ran, every item succeeded, output passed on; acked.
@@ -109,7 +112,9 @@ impl WorkerMetrics {
             heartbeat: Gauge::default(),
         }
     }
+}
 
+impl MetricSet for WorkerMetrics {
     fn register(&self, registry: &mut Registry) {
         let metrics = self.clone();
         registry.register(
@@ -158,13 +163,9 @@ impl WorkerMetrics {
     }
 }
 
-/// Starts recording (once per process; later calls share the same values) and returns a registry
-/// holding every worker metric, for the `/metrics` endpoint.
+/// Starts recording and returns a registry holding every worker metric, for the `/metrics` endpoint.
 pub fn install() -> Registry {
-    let metrics = METRICS.get_or_init(WorkerMetrics::new);
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-    registry
+    taskq_common::metrics::install(&METRICS, WorkerMetrics::new)
 }
 
 /// Counts one chunk delivery of `kind` at `stage` by what became of it.
