@@ -4,7 +4,8 @@
 #      (deploy/images/build.sh: this machine has a Docker engine but no registry), and the taskq image from
 #      deploy/Dockerfile (target `prebuilt`, from those binaries);
 #   2. `up` with 3 workers, each on one CPU thread so work queues up, and the consumer;
-#   3. the seed job from the producer service, every result checked against the closed form;
+#   3. the seed job from the producer service, every result checked against the closed form, and counted in
+#      the workers' and the consumer's /metrics; RabbitMQ's Prometheus metrics on their published port;
 #   4. a bigger job: reads the task queue's depth from the management HTTP API while work is queued, kills a
 #      busy worker (SIGKILL), stops another gracefully (SIGTERM), scales to 1 worker, and checks the job still
 #      completes with exact results, the killed worker's chunks redelivered and nothing dead-lettered;
@@ -70,7 +71,8 @@ done <deploy/images/local.env
 random_secret() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-taskq-compose-test}
 export TASKQ_IMAGE=${TASKQ_IMAGE:-taskq:latest}
-export TASKQ_BIND_ADDRESS=127.0.0.1 TASKQ_AMQP_PORT=0 TASKQ_MANAGEMENT_PORT=0 TASKQ_REDIS_PORT=0
+export TASKQ_BIND_ADDRESS=127.0.0.1 TASKQ_AMQP_PORT=0 TASKQ_MANAGEMENT_PORT=0 TASKQ_REDIS_PORT=0 \
+  TASKQ_RABBITMQ_METRICS_PORT=0
 TASKQ_RABBITMQ_PASSWORD=$(random_secret)
 TASKQ_REDIS_PASSWORD=$(random_secret)
 export TASKQ_RABBITMQ_USER=taskq-test TASKQ_RABBITMQ_PASSWORD TASKQ_REDIS_PASSWORD
@@ -172,6 +174,18 @@ sys.exit(1 if problems else 0)
 EOF
 }
 
+metric_sum() { # metric name with labels, container ids -> the sum of that series over their /metrics
+  local series=$1 id; shift
+  for id in "$@"; do
+    # The port is not published; the images have no curl, so bash's /dev/tcp on the container's loopback.
+    docker exec "$id" bash -c 'exec 3<>/dev/tcp/127.0.0.1/9100 &&
+      printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3'
+  done | python3 -c '
+import sys
+series = sys.argv[1]
+print(int(sum(float(line.split()[-1]) for line in sys.stdin if line.startswith(series + " "))))' "$series"
+}
+
 live_table() { # rabbitmqctl list_* command and columns -> JSON rows, read live from the broker
   # Not the management API: its statistics lag by up to 5 s, long enough for a worker to finish
   # what the API still shows it holding.
@@ -256,6 +270,23 @@ timeout 180 "${compose[@]}" --env-file deploy/images/local.env run --rm -T produ
 timed "seed job (20 items, 3 workers)" "$started"
 check "seed job: the producer's summary has all $seed_count exact results and the aggregate" \
   check_results "$tmp/seed.json" "$seed_from" "$seed_count"
+
+# ------------------------------------------------------------------------------------------ metrics
+# shellcheck disable=SC2046 # one id per worker container
+worker_items=$(metric_sum 'taskq_worker_items_total{kind="sum-squares",stage="0",outcome="ok"}' $(running_workers))
+check "the workers' /metrics count the seed job's $seed_count items (got $worker_items)" \
+  test "$worker_items" -eq "$seed_count"
+seed_chunks=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["chunks"])' "$tmp/seed.json")
+recorded=$(metric_sum 'taskq_consumer_results_recorded_total{kind="sum-squares"}' "$(dc ps -q consumer)")
+check "the consumer's /metrics count the seed job's $seed_chunks results (got $recorded)" \
+  test "$recorded" -eq "$seed_chunks"
+rabbitmq_metrics=$(dc port rabbitmq 15692)
+queue_metrics() {
+  curl -fsS --max-time 5 "http://$rabbitmq_metrics/metrics/detailed?family=queue_consumer_count" |
+    grep -q '^rabbitmq_detailed_queue_consumers{vhost="/",queue="taskq.tasks.sum-squares"} 3'
+}
+check "RabbitMQ's Prometheus metrics on http://$rabbitmq_metrics show the 3 workers consuming" \
+  wait_for "RabbitMQ's queue metrics" 20 1 queue_metrics
 
 # ------------------------------------------------------------------------------------------ big job
 started=$(now)

@@ -32,7 +32,7 @@
 //! - [`connect`]: start-up retry with backoff for services that are not up yet; [`deadline`]: the
 //!   bound on every step of reaching them.
 //! - [`telemetry`], [`shutdown`], [`service`]: logging, the stop signal, and how a long-running binary
-//!   starts and ends.
+//!   starts and ends; [`metrics`]: its `/metrics` endpoint for Prometheus.
 
 pub mod aggregate;
 pub mod batching;
@@ -50,6 +50,7 @@ pub mod declare;
 pub mod envelope;
 pub mod image_job;
 pub mod job;
+pub mod metrics;
 pub mod payload;
 pub mod registry;
 pub mod service;

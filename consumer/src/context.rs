@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use taskq_common::broker::Publisher;
 use taskq_common::cancel::Finish;
 use taskq_common::dead_letter::{self, DeadLetter};
-use taskq_common::job::JobId;
+use taskq_common::job::{JobId, JobStatus};
 use taskq_common::settle::Received;
 use taskq_common::store::JobStore;
 
 use crate::finalize::{finalize, FinalizeError};
 use crate::images::Images;
+use crate::metrics;
 
 /// How long a result waits before going back to the queue when Redis or the disk failed.
 pub(crate) const RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -51,14 +52,20 @@ pub(crate) async fn finish_job(context: &Context, job: JobId, how: Finish) -> bo
         images.forget(job);
     }
     match finalized {
-        Ok(summary) => tracing::info!(
+        Ok(summary) => {
+            metrics::job_finished(match how {
+                Finish::Complete => JobStatus::Completed.as_str(),
+                Finish::Cancel => JobStatus::Cancelled.as_str(),
+            });
+            tracing::info!(
             status = %summary["status"],
             items = %summary["items"],
             failed = %summary["failed"],
             elapsed_ms = %summary["elapsed_ms"],
-            output = %summary["output"],
-            "job finished"
-        ),
+                output = %summary["output"],
+                "job finished"
+            )
+        }
         Err(FinalizeError::Ended(reason)) => tracing::info!("{reason}"),
         Err(FinalizeError::Unfinishable(reason)) => {
             tracing::error!("job cannot complete: {reason}");
@@ -66,6 +73,7 @@ pub(crate) async fn finish_job(context: &Context, job: JobId, how: Finish) -> bo
                 tracing::warn!("{error}; the message goes back to the queue");
                 return false;
             }
+            metrics::job_finished(JobStatus::Failed.as_str());
         }
         Err(error) => {
             tracing::warn!("{error}; the message goes back to the queue to finish the job later");

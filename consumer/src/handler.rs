@@ -149,6 +149,7 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
         .await;
     // A duplicate was drawn when it was new, or is drawn from Redis when the PNG is opened again.
     if let Ok(Recorded::New { .. }) = recorded {
+        crate::metrics::recorded(&result.kind);
         if let Err(outcome) = draw_tile(context, &result).await {
             return outcome;
         }
@@ -157,6 +158,7 @@ async fn record(context: &Context, result: ResultMessage) -> Outcome {
         Ok(Recorded::New { job_done }) => Outcome::Settled(job_done.then_some(job)),
         Ok(Recorded::Duplicate { job_done }) => {
             tracing::info!("duplicate result ignored");
+            crate::metrics::duplicate();
             Outcome::Settled(job_done.then_some(job))
         }
         Ok(Recorded::JobFailed) => {

@@ -9,12 +9,14 @@
 //! - [`finalize`]: writing a finished job's files and summary.
 //! - [`output`]: per-kind output lines and aggregates.
 //! - [`orphans`]: failing broadcast jobs whose members all stopped (nobody else can finish them).
+//! - [`metrics`]: the Prometheus metrics served at `--metrics-addr`.
 
 pub(crate) mod cancelled;
 pub(crate) mod context;
 pub(crate) mod finalize;
 pub(crate) mod handler;
 pub(crate) mod images;
+pub(crate) mod metrics;
 pub(crate) mod orphans;
 pub(crate) mod output;
 pub(crate) mod session;
@@ -22,6 +24,7 @@ pub mod settings;
 
 use taskq_common::broker::BrokerError;
 use taskq_common::connect;
+use taskq_common::metrics::MetricsListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::session::Session;
@@ -45,9 +48,15 @@ pub enum ConsumerError {
     Broker(#[from] BrokerError),
 }
 
-/// Runs the consumer until `shutdown` fires, reconnecting with backoff whenever a service goes away.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+/// Runs the consumer until `shutdown` fires, reconnecting with backoff whenever a service goes away,
+/// and serves its metrics on `metrics` when bound.
+pub async fn run(
+    settings: Settings,
+    metrics: Option<MetricsListener>,
+    shutdown: CancellationToken,
+) -> Result<(), ConsumerError> {
     settings.connection.apply();
+    let _metrics = metrics.map(|listener| listener.serve(metrics::install(), shutdown.clone()));
     std::fs::create_dir_all(&settings.output_dir).map_err(|source| ConsumerError::OutputDir {
         path: settings.output_dir.display().to_string(),
         source,
@@ -62,7 +71,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let sessions = connect::run_sessions(
         &shutdown,
         || Session::open(&settings, store.clone(), &consumer_id),
-        |session| session.run(&shutdown),
+        |session| async {
+            let outcome = session.run(&shutdown).await;
+            if outcome.as_ref().is_err_and(BrokerError::is_transient) {
+                metrics::reconnecting();
+            }
+            outcome
+        },
     )
     .await;
     stop_watch.cancel();

@@ -9,5 +9,13 @@ use consumer::settings::Cli;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let log = cli.log.clone();
-    taskq_common::service::main(&log, cli.into_settings(), consumer::run).await
+    // The metrics address is bound before anything runs: a taken one is a usage error (exit 2).
+    let prepared = cli.into_settings().and_then(|settings| {
+        let metrics = settings.metrics.bind().map_err(|error| error.to_string())?;
+        Ok((settings, metrics))
+    });
+    taskq_common::service::main(&log, prepared, |(settings, metrics), shutdown| {
+        consumer::run(settings, metrics, shutdown)
+    })
+    .await
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use taskq_common::config::ConnectionArgs;
+use taskq_common::metrics::MetricsArgs;
 use taskq_common::telemetry::LogArgs;
 
 /// Consumes chunk results, counts each chunk once, and writes every finished job's output.
@@ -22,6 +23,10 @@ pub struct Cli {
     /// Log format.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Where to serve Prometheus metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Directory for job output files; created if missing.
     #[arg(long, env = "TASKQ_OUTPUT_DIR", default_value = "output")]
@@ -47,6 +52,8 @@ pub struct Settings {
     pub prefetch: u16,
     /// Grace period at stop.
     pub shutdown_timeout: Duration,
+    /// Where to serve Prometheus metrics (off when unset).
+    pub metrics: MetricsArgs,
 }
 
 impl Cli {
@@ -60,6 +67,7 @@ impl Cli {
             output_dir: self.output_dir,
             prefetch: self.prefetch,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout),
+            metrics: self.metrics,
         })
     }
 }

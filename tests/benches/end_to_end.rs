@@ -8,10 +8,12 @@
 //! 1.5x of the ideal (see [`downloads`]). Issue #11: a warm client's round trip, programs as kinds, and a
 //! user's task against the built-in one (see [`own_tasks`]). The image blur in tiles against the same
 //! blur on the whole image and Pillow's (see [`image`]). Issues #13 and #15: one quorum queue's raw
-//! ceiling, and one-item chunks end to end as a share of it (see [`queue_ceiling`]).
+//! ceiling, and one-item chunks end to end as a share of it (see [`queue_ceiling`]). Issue #14: the
+//! chunk-size-1 scenario with and without `--metrics-addr`, alternating (see [`metrics_cost`]).
 
 mod downloads;
 mod image;
+mod metrics_cost;
 mod own_tasks;
 mod queue_ceiling;
 
@@ -66,6 +68,9 @@ fn main() {
     if wanted("image") {
         image::blur_side_by_side(&mut rows);
     }
+    if wanted("metrics") {
+        metrics_cost::with_and_without(&mut rows);
+    }
 
     println!("\n| scenario | measured | target |\n|---|---|---|");
     for row in rows {
@@ -75,7 +80,7 @@ fn main() {
 
 /// Whether to run a group of scenarios: every group, or only those named on the command line
 /// (`scripts/bench.sh round-trips own-tasks`; groups: queue-ceiling, loop, throughput, round-trips,
-/// own-tasks, downloads, image).
+/// own-tasks, downloads, image, metrics).
 fn wanted(group: &str) -> bool {
     let named: Vec<String> = std::env::args()
         .skip(1)

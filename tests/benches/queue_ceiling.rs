@@ -150,7 +150,7 @@ async fn measure_all(
     publisher: &Publisher,
     consuming: &Connection,
 ) -> anyhow::Result<Vec<Ceiling>> {
-    topology.declare_kind(publisher.channel(), KIND).await?;
+    topology.declare_kind(consuming, KIND).await?;
     let queue = topology.task_queue(KIND);
     let mut ceilings = Vec::new();
     for load in &LOADS {

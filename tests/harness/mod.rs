@@ -8,10 +8,12 @@
 //! producer refuses a kind no live worker serves.
 //! [`fixture`] is the local HTTP server download tests and the benchmark fetch from; [`chaos`] holds what
 //! the tests that kill processes share, [`rabbitmq`] what tests ask of and do to the broker from outside,
-//! [`sentinels`] a private Redis master, replicas and sentinels for failover tests.
+//! [`sentinels`] a private Redis master, replicas and sentinels for failover tests, [`prometheus`] a
+//! Prometheus of a test's own, for the scrape test.
 
 pub mod chaos;
 pub mod fixture;
+pub mod prometheus;
 pub mod rabbitmq;
 pub mod sentinels;
 

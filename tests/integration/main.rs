@@ -13,6 +13,7 @@ mod downloads;
 mod image;
 mod long_chunks;
 mod manifests;
+mod metrics;
 mod n_workers;
 mod poison;
 mod programs;

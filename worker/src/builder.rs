@@ -110,11 +110,15 @@ impl WorkerBuilder {
     /// beside [`WorkerArgs`]).
     pub async fn run_with(self, args: WorkerArgs) -> ExitCode {
         let log = args.log.clone();
-        let prepared = args
-            .into_settings()
-            .and_then(|settings| self.into_kinds(&settings).map(|kinds| (kinds, settings)));
-        taskq_common::service::main(&log, prepared, |(kinds, settings), shutdown| {
-            crate::serve(kinds, settings, shutdown)
+        let prepared = args.into_settings().and_then(|settings| {
+            let kinds = self.into_kinds(&settings)?;
+            // Bound before anything runs: a taken address is a usage error (exit 2), not a worker
+            // that runs unobserved.
+            let metrics = settings.metrics.bind().map_err(|error| error.to_string())?;
+            Ok((kinds, settings, metrics))
+        });
+        taskq_common::service::main(&log, prepared, |(kinds, settings, metrics), shutdown| {
+            crate::serve(kinds, settings, metrics, shutdown)
         })
         .await
     }
@@ -126,7 +130,8 @@ impl WorkerBuilder {
         shutdown: CancellationToken,
     ) -> Result<(), WorkerError> {
         let kinds = self.into_kinds(&settings).map_err(WorkerError::Kinds)?;
-        crate::serve(kinds, settings, shutdown).await
+        let metrics = settings.metrics.bind()?;
+        crate::serve(kinds, settings, metrics, shutdown).await
     }
 
     /// The registered kinds plus the program kinds of `--exec` and `--exec-lines`; the error says

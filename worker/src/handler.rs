@@ -9,27 +9,30 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use taskq_common::broker::{BrokerError, Outgoing, Publisher};
-use taskq_common::dead_letter::{self, DeadLetter};
+use taskq_common::broker::{BrokerError, Publisher};
 use taskq_common::envelope::{self, ResultMessage, TaskMessage, WIRE_VERSION};
 use taskq_common::job::JobStatus;
 use taskq_common::settle::Received;
 use taskq_common::stages::{ChunkRef, StagedJob};
 use taskq_common::store::{Claim, JobStore};
-use taskq_common::topology::{Topology, REASON_HEADER, RETRY_DELAYS};
+use taskq_common::topology::Topology;
 use tracing::Instrument;
 
 use crate::cancel::Cancellations;
 use crate::io_lane::IoLane;
-use crate::kinds::output::{fail_chunk, without_inputs, ChunkOutput};
+use crate::kinds::output::{without_inputs, ChunkOutput};
 use crate::kinds::{Kind, Kinds, Runner};
+use crate::metrics::{self, ChunkOutcome, ItemCounts};
 use crate::pool::CpuPool;
 use crate::results::ResultPublisher;
 use crate::stages;
 
 mod run;
+mod settle;
 
 use run::{run_chunk, Ran, Ready};
+pub(crate) use settle::refuse;
+use settle::Settle;
 
 /// Unfinished runs after which a chunk is quarantined instead of run again: it keeps killing its worker.
 /// Below the queues' broker-side delivery limit, so the dead letter carries this worker's reason.
@@ -95,29 +98,18 @@ pub async fn handle(context: Arc<Context>, delivery: Received) {
             }
             run_task(&context, &delivery, task).instrument(span).await;
         }
-        Err(reason) => refuse(&context, &delivery, &reason.to_string(), None).await,
+        Err(reason) => {
+            let kind = delivery.properties.kind().as_ref().map(|k| k.as_str());
+            metrics::chunk_settled(kind.unwrap_or("unknown"), 0, ChunkOutcome::DeadLettered);
+            refuse(&context, &delivery, &reason.to_string(), None).await
+        }
     }
 }
 
-/// What happens to a delivery once its chunk has been looked at.
-enum Settle {
-    /// Done with (finished, or its job no longer wants it): ack.
-    Ack,
-    /// Back to the queue untouched after `delay`: the worker is stopping, the job was cancelled while
-    /// the chunk ran, or Redis or the broker failed for a moment.
-    Requeue(Duration),
-    /// It can never run: to the dead-letter queue with the reason.
-    Refuse(String),
-    /// Quarantined: its items are reported failed (passed on like any output of its stage) and it goes
-    /// to the dead-letter queue.
-    GiveUp(String, Option<StagedJob>),
-    /// A task asked for another attempt: republish it with a delay.
-    RetryLater(String),
-}
-
 async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
-    let attempts = Some(task.attempt);
-    let settle = match context.kinds.get(&task.kind) {
+    let kind = context.kinds.get(&task.kind);
+    let _in_flight = kind.map(|kind| metrics::in_flight(kind.info.lane));
+    let settle = match kind {
         Some(kind) => run_kind(context, &task, kind).await,
         None => Settle::Refuse(format!(
             "this worker does not serve task kind '{}' (it serves {}); a chunk reaches a worker only \
@@ -126,15 +118,8 @@ async fn run_task(context: &Context, delivery: &Received, task: TaskMessage) {
             context.kinds.names().join(", ")
         )),
     };
-    match settle {
-        Settle::Ack => delivery.ack().await,
-        Settle::Requeue(delay) => delivery.requeue_after(delay).await,
-        Settle::Refuse(reason) => refuse(context, delivery, &reason, attempts).await,
-        Settle::GiveUp(reason, staged) => {
-            give_up(context, delivery, &task, staged.as_ref(), &reason).await
-        }
-        Settle::RetryLater(reason) => retry_later(context, delivery, &task, &reason).await,
-    }
+    metrics::chunk_settled(&task.kind, task.stage, settle.outcome());
+    settle.apply(context, delivery, &task).await
 }
 
 /// Runs a chunk of a kind this worker serves, from its status check to its published result.
@@ -161,6 +146,9 @@ async fn run_kind(context: &Context, task: &TaskMessage, kind: &Kind) -> Settle 
     let status_checked = received.elapsed();
     let ran = run_chunk(context, task, kind, ready).await;
     drop(upcoming);
+    if let Ran::Finished(_, compute) = &ran {
+        metrics::chunk_ran(&task.kind, kind.info.lane, *compute);
+    }
     match ran {
         Ran::Finished(output, compute) => {
             let ran = Finished {
@@ -209,11 +197,21 @@ async fn finish(
     let retry_reason = output.retry_reason.clone();
     if let Some(reason) = &retry_reason {
         if task.attempt <= kind.max_retries.unwrap_or(context.max_retries) {
+            let retried = ItemCounts {
+                retried: output.items,
+                ..ItemCounts::default()
+            };
+            metrics::items(&task.kind, task.stage, retried);
             end_run(context, task).await;
             return Settle::RetryLater(reason.clone());
         }
     }
     let (items, failed) = (output.items, output.failed);
+    let counts = ItemCounts {
+        ok: items - failed,
+        failed,
+        retried: 0,
+    };
     let output = match kind.omit_inputs {
         true => match without_inputs(output) {
             Ok(output) => output,
@@ -229,6 +227,7 @@ async fn finish(
         end_run(context, task).await;
         return Settle::Requeue(RETRY_DELAY);
     }
+    metrics::items(&task.kind, task.stage, counts);
     let published = publishing.elapsed();
     tracing::debug!(
         items,
@@ -249,7 +248,8 @@ async fn finish(
         // Out of retries: the result counts the failures, and a copy of the chunk goes to the
         // dead-letter queue, where `producer dlq` shows it and can run it again.
         Some(reason) => Settle::Refuse(format!("failed after {} attempts: {reason}", task.attempt)),
-        None => Settle::Ack,
+        None if failed > 0 => Settle::Ack(ChunkOutcome::Failed),
+        None => Settle::Ack(ChunkOutcome::Ok),
     }
 }
 
@@ -273,14 +273,19 @@ async fn check_status(context: &Context, task: &TaskMessage) -> Result<Option<St
         unfinished_runs,
         staged,
     } = claim;
-    let dropped = |why: &str| {
+    let dropped = |why: &str, outcome| {
         tracing::info!("{why}; chunk dropped");
-        Err(Settle::Ack)
+        Err(Settle::Ack(outcome))
     };
     match status {
-        Some(JobStatus::Failed) => dropped("job was marked failed"),
-        Some(JobStatus::Completed) => dropped("job already completed (a duplicate chunk)"),
-        Some(JobStatus::Cancelling | JobStatus::Cancelled) => dropped("job was cancelled"),
+        Some(JobStatus::Failed) => dropped("job was marked failed", ChunkOutcome::Dropped),
+        Some(JobStatus::Completed) => dropped(
+            "job already completed (a duplicate chunk)",
+            ChunkOutcome::Dropped,
+        ),
+        Some(JobStatus::Cancelling | JobStatus::Cancelled) => {
+            dropped("job was cancelled", ChunkOutcome::Cancelled)
+        }
         Some(_) if unfinished_runs > POISON_RUNS => Err(Settle::GiveUp(
             format!(
                 "started {unfinished_runs} times without finishing: it kills the worker that runs it"
@@ -323,75 +328,4 @@ pub(crate) async fn publish_result(
         payload: output.payload,
     };
     context.results.publish(result).await
-}
-
-/// Gives up on a chunk that must not run again: its items are reported failed with `reason`, so the job
-/// completes and counts them, and the message goes to the dead-letter queue for inspection.
-async fn give_up(
-    context: &Context,
-    delivery: &Received,
-    task: &TaskMessage,
-    staged: Option<&StagedJob>,
-    reason: &str,
-) {
-    if let Ok(output) = fail_chunk(&task.payload, reason) {
-        if let Err(error) = stages::pass_on(context, task, staged, output).await {
-            tracing::warn!(
-                "failed items not published ({error}); the chunk goes back to the queue"
-            );
-            return delivery.requeue_after(RETRY_DELAY).await;
-        }
-    }
-    refuse(context, delivery, reason, Some(task.attempt)).await
-}
-
-/// Sends the chunk back for another attempt after a delay the broker keeps: a copy with the attempt
-/// counted up goes to the retry level's exchange, expiring after the delay into its task queue, and the
-/// original is acknowledged once the copy is confirmed. If the copy fails, the original goes back to its
-/// queue as it is, so nothing is lost.
-async fn retry_later(context: &Context, delivery: &Received, task: &TaskMessage, reason: &str) {
-    let level = (task.attempt.max(1) as usize - 1).min(RETRY_DELAYS.len() - 1);
-    // Jitter: anywhere between the level's delay and twice it, so retries of many chunks spread out.
-    let delay = RETRY_DELAYS[level].mul_f64(1.0 + rand::random::<f64>());
-    tracing::info!(reason, retry_in = ?delay, "task failed; retrying later");
-    let sent = async {
-        let next = TaskMessage {
-            attempt: task.attempt + 1,
-            ..task.clone()
-        };
-        let outgoing = Outgoing {
-            exchange: context.topology.retry_exchange(level),
-            queue: delivery.routing_key.to_string(),
-            body: envelope::encode(&next),
-            message_id: format!("{}/{}", next.job_id, next.task_id),
-            kind: next.kind.clone(),
-            headers: vec![(REASON_HEADER.to_owned(), reason.to_owned())],
-            expiration: Some(delay),
-        };
-        context.publisher.publish(&outgoing).await
-    };
-    match sent.await {
-        Ok(()) => delivery.ack().await,
-        Err(error) => {
-            tracing::warn!("retry not scheduled ({error}); the chunk goes back to the queue");
-            delivery.requeue_after(RETRY_DELAY).await
-        }
-    }
-}
-
-/// Copies a delivery that can never be processed to the dead-letter queue with `reason` (and how often
-/// the task ran, when known), then acks it.
-pub(crate) async fn refuse(
-    context: &Context,
-    delivery: &Received,
-    reason: &str,
-    attempts: Option<u32>,
-) {
-    let dead_queue = context.topology.dead_queue();
-    let letter = DeadLetter {
-        reason,
-        refused_by: &context.worker_id,
-        attempts,
-    };
-    dead_letter::quarantine(&context.publisher, &dead_queue, delivery, &letter).await
 }

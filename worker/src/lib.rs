@@ -13,6 +13,7 @@
 //! - [`pool`]: the CPU thread pool.
 //! - [`io_lane`]: the I/O lane's bounded concurrency; [`http`]: its HTTP client and limits.
 //! - [`prefetch`]: adapting the prefetch to what chunks cost.
+//! - [`metrics`]: the Prometheus metrics served at `--metrics-addr`.
 //! - [`tasks`]: the built-in kinds, written with the public task API.
 //! - [`registration`]: this worker's entry in the registry, kept alive by heartbeats.
 //! - [`broadcast_queue`]: this worker's queue of broadcast chunks and control commands; [`broadcast`]:
@@ -30,6 +31,7 @@ pub(crate) mod handler;
 pub mod http;
 pub(crate) mod io_lane;
 pub(crate) mod kinds;
+pub(crate) mod metrics;
 pub(crate) mod pool;
 pub(crate) mod prefetch;
 pub(crate) mod registration;
@@ -46,6 +48,7 @@ use std::sync::Arc;
 
 use taskq_common::broker::BrokerError;
 use taskq_common::connect;
+use taskq_common::metrics::{MetricsBindError, MetricsListener};
 use taskq_common::registry::{Registry, ENTRY_TTL};
 use tokio_util::sync::CancellationToken;
 
@@ -82,15 +85,21 @@ pub enum WorkerError {
     /// A registered kind is invalid, or there is none.
     #[error("{0}")]
     Kinds(String),
+    /// The metrics address cannot be served.
+    #[error(transparent)]
+    Metrics(#[from] MetricsBindError),
 }
 
-/// Serves `kinds` until `shutdown` fires, reconnecting with backoff whenever the broker goes away.
+/// Serves `kinds` until `shutdown` fires, reconnecting with backoff whenever the broker goes away, and
+/// the metrics on `metrics` when bound.
 async fn serve(
     kinds: Arc<Kinds>,
     settings: Settings,
+    metrics: Option<MetricsListener>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     settings.connection.apply();
+    let _metrics = metrics.map(|listener| listener.serve(metrics::install(), shutdown.clone()));
     let pool = CpuPool::new(settings.cpu_threads, shutdown.clone()).map_err(|source| {
         WorkerError::Pool {
             threads: settings.cpu_threads,
@@ -149,7 +158,13 @@ async fn serve(
             };
             Session::open(&settings, shared)
         },
-        |session| session.run(&shutdown),
+        |session| async {
+            let outcome = session.run(&shutdown).await;
+            if outcome.as_ref().is_err_and(BrokerError::is_transient) {
+                metrics::reconnecting();
+            }
+            outcome
+        },
     )
     .await;
     finished.cancel();

@@ -149,6 +149,7 @@ impl Registration {
             };
             match self.registry.heartbeat(&info).await {
                 Ok(previous) => {
+                    crate::metrics::heartbeat();
                     let other = previous.filter(|p| p.instance != info.instance);
                     match other {
                         // Before the first write, that is this worker's previous run under the same id.

@@ -117,6 +117,7 @@ async fn publish_batches(
             bytes += next.result.payload.len();
             batch.push(next);
         }
+        crate::metrics::result_batch(batch.len());
         let (results, waiters): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .map(|pending| (pending.result, pending.confirmed))

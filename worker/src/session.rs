@@ -37,6 +37,7 @@ use crate::cancel::Cancellations;
 use crate::handler::{self, ChunkCost, Context};
 use crate::io_lane::IoLane;
 use crate::kinds::Kinds;
+use crate::metrics;
 use crate::pool::CpuPool;
 use crate::prefetch::AdaptivePrefetch;
 use crate::results::ResultPublisher;
@@ -124,6 +125,7 @@ impl Contexts<'_> {
             };
             let (channel, consumer) = broker::consume(connection, &queue, count, &tag).await?;
             tracing::info!(%queue, prefetch = count, lane = kind.info.lane.as_str(), "consuming");
+            metrics::prefetch(kind.info.lane, count);
             let handle = chunk_handler(context.clone());
             lanes.push(LaneSession {
                 prefetch_changes: changes,
@@ -319,6 +321,7 @@ fn adaptive_prefetch(
         while let Some(cost) = reported.recv().await {
             let now = std::time::Instant::now();
             if let Some(change) = controller.observe(cost.compute, cost.overhead, now) {
+                metrics::prefetch(Lane::Cpu, change);
                 set.send_replace(change);
             }
         }

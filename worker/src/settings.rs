@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use taskq_common::config::ConnectionArgs;
+use taskq_common::metrics::MetricsArgs;
 use taskq_common::telemetry::LogArgs;
 
 use crate::exec::{parse_exec, ExecSpec};
@@ -20,6 +21,10 @@ pub struct WorkerArgs {
     /// Log format.
     #[command(flatten)]
     pub log: LogArgs,
+
+    /// Where to serve Prometheus metrics.
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Threads for CPU-bound chunks [default: all cores].
     #[arg(long, env = "TASKQ_CPU_THREADS")]
@@ -142,6 +147,8 @@ pub struct Settings {
     pub exec_lines: Vec<ExecSpec>,
     /// How long one item of a program kind may take.
     pub exec_timeout: Duration,
+    /// Where to serve Prometheus metrics (off when unset).
+    pub metrics: MetricsArgs,
 }
 
 impl WorkerArgs {
@@ -189,6 +196,7 @@ impl WorkerArgs {
             exec,
             exec_lines,
             exec_timeout,
+            metrics: self.metrics,
         })
     }
 }
