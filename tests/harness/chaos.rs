@@ -75,20 +75,33 @@ pub async fn kill_workers_at_random(
     done
 }
 
-/// Asserts a `square` job of x = 1..=`items` completed and its output file holds x*x for each, exactly
-/// once, in order.
-pub fn assert_every_square_once(summary: &Value, items: u64, context: &str) {
+/// Asserts a job completed with `items` items, none failed, and its output file's lines are, in
+/// order, `expected(0)`, `expected(1)`, ...: every item exactly once.
+pub fn assert_output_is(
+    summary: &Value,
+    items: u64,
+    context: &str,
+    expected: impl Fn(u64) -> Value,
+) {
     assert_eq!(summary["status"], "completed", "{context}: {summary}");
     assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
     assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
     let text =
         std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
     let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        let x = i as i128 + 1;
-        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
-        assert_eq!(line, expected, "{context}: line {i}");
+    for line in text.lines() {
+        let line: Value = serde_json::from_str(line).expect("JSON line");
+        assert_eq!(line, expected(count), "{context}: line {count}");
         count += 1;
     }
     assert_eq!(count, items, "{context}: every item exactly once");
+}
+
+/// Asserts a `square` job of x = 1..=`items` completed and its output file holds x*x for each, exactly
+/// once, in order.
+pub fn assert_every_square_once(summary: &Value, items: u64, context: &str) {
+    assert_output_is(summary, items, context, |i| {
+        let x = i + 1;
+        serde_json::json!({"index": i, "input": x, "output": x * x})
+    });
 }

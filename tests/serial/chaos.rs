@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
-use taskq_tests::chaos::{assert_every_square_once, kill_workers_at_random, seeded, Kills};
+use taskq_tests::chaos::{
+    assert_every_square_once, assert_output_is, kill_workers_at_random, seeded, Kills,
+};
 use taskq_tests::{eventually, Deployment, WORDCOUNT_WORKER};
 
 use crate::one_at_a_time;
@@ -275,21 +277,10 @@ fn chaos_texts(count: u64) -> Vec<(String, u64)> {
 /// Asserts the output file holds each text's word count exactly once, in order, and the aggregate the
 /// `wordcount` kind declares (total and longest) is exact.
 fn assert_every_count_once(summary: &Value, texts: &[(String, u64)], context: &str) {
-    let items = texts.len() as u64;
-    assert_eq!(summary["status"], "completed", "{context}: {summary}");
-    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
-    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
-    let text =
-        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
-    let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        let line: Value = serde_json::from_str(line).expect("JSON line");
-        let (input, words) = &texts[i];
-        let expected = serde_json::json!({"index": i, "input": input, "output": words});
-        assert_eq!(line, expected, "{context}: line {i}");
-        count += 1;
-    }
-    assert_eq!(count, items, "{context}: every item exactly once");
+    assert_output_is(summary, texts.len() as u64, context, |i| {
+        let (input, words) = &texts[i as usize];
+        serde_json::json!({"index": i, "input": input, "output": words})
+    });
     let total: u64 = texts.iter().map(|(_, words)| words).sum();
     let longest = texts.iter().map(|(_, words)| *words).max();
     assert_eq!(
