@@ -75,13 +75,13 @@ pub async fn kill_workers_at_random(
     done
 }
 
-/// Asserts the job completed with `items` items, none failed, and its output file has exactly `items`
-/// lines, each of which `check_line(index, line)` asserts is right.
-pub fn assert_every_item_once(
+/// Asserts a job completed with `items` items, none failed, and its output file's lines are, in
+/// order, `expected(0)`, `expected(1)`, ...: every item exactly once.
+pub fn assert_output_is(
     summary: &Value,
     items: u64,
     context: &str,
-    mut check_line: impl FnMut(usize, &str),
+    expected: impl Fn(u64) -> Value,
 ) {
     assert_eq!(summary["status"], "completed", "{context}: {summary}");
     assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
@@ -89,18 +89,19 @@ pub fn assert_every_item_once(
     let text =
         std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
     let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        check_line(i, line);
+    for line in text.lines() {
+        let line: Value = serde_json::from_str(line).expect("JSON line");
+        assert_eq!(line, expected(count), "{context}: line {count}");
         count += 1;
     }
     assert_eq!(count, items, "{context}: every item exactly once");
 }
 
-/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
+/// Asserts a `square` job of x = 1..=`items` completed and its output file holds x*x for each, exactly
+/// once, in order.
 pub fn assert_every_square_once(summary: &Value, items: u64, context: &str) {
-    assert_every_item_once(summary, items, context, |i, line| {
-        let x = i as i128 + 1;
-        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
-        assert_eq!(line, expected, "{context}: line {i}");
+    assert_output_is(summary, items, context, |i| {
+        let x = i + 1;
+        serde_json::json!({"index": i, "input": x, "output": x * x})
     });
 }

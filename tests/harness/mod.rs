@@ -17,7 +17,7 @@ pub mod prometheus;
 pub mod rabbitmq;
 pub mod sentinels;
 
-pub use chaos::{assert_every_item_once, assert_every_square_once};
+pub use chaos::{assert_every_square_once, assert_output_is};
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -499,22 +499,9 @@ impl Deployment {
     }
 
     /// A queue's ready messages and consumers as the broker reports them, or `None` if the queue does
-    /// not exist (a passive declare is refused).
+    /// not exist (or the broker does not answer): [`rabbitmq::queue_stats`].
     pub async fn queue_stats(&self, queue: &str) -> Option<QueueStats> {
-        let connection = broker::connect(&amqp_url(), "test").await.expect("broker");
-        let channel = connection.create_channel().await.expect("channel");
-        let options = QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        };
-        let declared = channel
-            .queue_declare(queue.into(), options, FieldTable::default())
-            .await;
-        let _ = connection.close(200, "done".into()).await;
-        declared.ok().map(|queue| QueueStats {
-            messages: queue.message_count(),
-            consumers: queue.consumer_count(),
-        })
+        rabbitmq::queue_stats(queue).await
     }
 
     /// Writes `contents` to a file named `name` in the deployment's directory; returns its path.

@@ -13,7 +13,7 @@ use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use taskq_common::broker;
 
-use crate::amqp_url;
+use crate::{amqp_url, QueueStats};
 
 /// Runs `rabbitmqctl` on the tests' broker node (see the module docs) with `args`; panics if it fails.
 fn rabbitmqctl(args: &[&str]) {
@@ -51,9 +51,9 @@ pub async fn restart_broker(down_for: Duration) {
     }
 }
 
-/// How many consumers the broker reports on `queue`, or `None` if it cannot say now (the queue does not
-/// exist, or the broker does not answer).
-pub async fn consumers_of(queue: &str) -> Option<u32> {
+/// A queue's ready messages and consumers as the broker reports them, or `None` if it cannot say now
+/// (the queue does not exist, or the broker does not answer).
+pub async fn queue_stats(queue: &str) -> Option<QueueStats> {
     let connection = broker::connect(&amqp_url(), "test probe").await.ok()?;
     let declared = async {
         let channel = connection.create_channel().await.ok()?;
@@ -61,15 +61,17 @@ pub async fn consumers_of(queue: &str) -> Option<u32> {
             passive: true,
             ..Default::default()
         };
-        let queue = channel
+        channel
             .queue_declare(queue.into(), passive, FieldTable::default())
             .await
-            .ok()?;
-        Some(queue.consumer_count())
+            .ok()
     }
     .await;
     let _ = connection.close(200, "done".into()).await;
-    declared
+    declared.map(|queue| QueueStats {
+        messages: queue.message_count(),
+        consumers: queue.consumer_count(),
+    })
 }
 
 /// Waits (at most `limit`) until the broker reports exactly `count` consumers on `queue`; returns how
@@ -78,7 +80,7 @@ pub async fn until_consumed(queue: &str, count: u32, limit: Duration) -> Result<
     let started = Instant::now();
     let mut seen = None;
     while started.elapsed() < limit {
-        seen = consumers_of(queue).await;
+        seen = queue_stats(queue).await.map(|stats| stats.consumers);
         if seen == Some(count) {
             return Ok(started.elapsed());
         }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
-use taskq_tests::chaos::{kill_workers_at_random, seeded, Kills};
-use taskq_tests::{
-    assert_every_item_once, assert_every_square_once, eventually, Deployment, WORDCOUNT_WORKER,
+use taskq_tests::chaos::{
+    assert_every_square_once, assert_output_is, kill_workers_at_random, seeded, Kills,
 };
+use taskq_tests::{eventually, Deployment, WORDCOUNT_WORKER};
 
 use crate::one_at_a_time;
 
@@ -277,11 +277,9 @@ fn chaos_texts(count: u64) -> Vec<(String, u64)> {
 /// Asserts the output file holds each text's word count exactly once, in order, and the aggregate the
 /// `wordcount` kind declares (total and longest) is exact.
 fn assert_every_count_once(summary: &Value, texts: &[(String, u64)], context: &str) {
-    assert_every_item_once(summary, texts.len() as u64, context, |i, line| {
-        let line: Value = serde_json::from_str(line).expect("JSON line");
-        let (input, words) = &texts[i];
-        let expected = serde_json::json!({"index": i, "input": input, "output": words});
-        assert_eq!(line, expected, "{context}: line {i}");
+    assert_output_is(summary, texts.len() as u64, context, |i| {
+        let (input, words) = &texts[i as usize];
+        serde_json::json!({"index": i, "input": input, "output": words})
     });
     let total: u64 = texts.iter().map(|(_, words)| words).sum();
     let longest = texts.iter().map(|(_, words)| *words).max();

@@ -28,7 +28,7 @@ const ITEMS: u64 = 100_000;
 /// at the broker restart even if the other ends just before it.
 const IN_FLIGHT: usize = 2;
 /// Items per chunk: small, so results flow all the time.
-const CHUNK: u64 = 10;
+const CHUNK: u32 = 10;
 /// Workers.
 const WORKERS: usize = 2;
 
@@ -59,25 +59,9 @@ impl Jobs {
     /// Submits jobs until [`IN_FLIGHT`] run.
     async fn keep_running(&mut self, deployment: &Deployment) {
         for _ in self.running().await..IN_FLIGHT {
-            self.submit(deployment);
+            let job = deployment.submit_squares(ITEMS, CHUNK);
+            self.submitted.push(job);
         }
-    }
-
-    fn submit(&mut self, deployment: &Deployment) {
-        let values = format!("1..={ITEMS}");
-        let chunk = CHUNK.to_string();
-        let args = [
-            "submit",
-            "square",
-            "--values",
-            &values,
-            "--chunk-size",
-            &chunk,
-        ];
-        let run = deployment.producer(&[&args[..], &["--allow-unserved"]].concat());
-        assert!(run.output.status.success(), "submit: {}", run.stderr());
-        self.submitted
-            .push(run.stdout().trim().parse().expect("a job id"));
     }
 }
 
@@ -98,6 +82,8 @@ async fn consumer_workers_and_broker_restarted_twenty_times_come_back_every_time
     let mut back = Vec::new();
     for round in 1..=rounds() {
         let context = |what: String| format!("seed {seed}, round {round}: {what}");
+        // Every worker is back in the registry too, so the producer takes a job of its kind.
+        deployment.wait_until_registered(&workers);
         jobs.keep_running(&deployment).await;
         deployment.kill(consumer);
         consumer = deployment.restart(consumer);
