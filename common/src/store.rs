@@ -120,6 +120,7 @@ pub struct JobStore {
     connection: StoreConnection,
     /// Replicas that must confirm a write a failover must not lose (see [`replication`]).
     min_replicas: u32,
+    confirmations: std::sync::Arc<replication::Confirmations>,
     topology: Topology,
     record_result: redis::Script,
     set_status_if: redis::Script,
@@ -147,6 +148,7 @@ impl JobStore {
         let connection = StoreConnection::open(url).await?;
         Ok(Self {
             min_replicas: replication::min_replicas(connection.follows_failovers()),
+            confirmations: Default::default(),
             connection,
             topology,
             record_result: redis::Script::new(RECORD_RESULT),

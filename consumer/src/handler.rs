@@ -46,8 +46,8 @@ enum Outcome {
 }
 
 /// Records every result of a message (concurrently: Redis pipelines them), has replicas confirm the
-/// records (once per message; see `taskq_common::store::replication`), finishes the jobs they
-/// completed, then settles the message once.
+/// records (one `WAIT` for the message, or shared with others; see `taskq_common::store::replication`),
+/// finishes the jobs they completed, then settles the message once.
 async fn record_all(context: &Context, delivery: &Received, results: Vec<ResultMessage>) {
     let mark = context.store.mark_writes();
     let outcomes = futures::future::join_all(results.into_iter().map(|result| {

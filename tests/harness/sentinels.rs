@@ -2,6 +2,7 @@
 //! three sentinels, each a `redis-server` process on a free 127.0.0.1 port with its files in a
 //! directory of its own, all killed when the [`SentinelCluster`] is dropped. The shared Redis on 6379
 //! is never touched. The sentinels notice a dead master within [`DOWN_AFTER`] and promote a replica.
+//! With a password, the master, replicas and sentinels all require it, as in the compose deployment.
 //!
 //! Commands go through `redis-cli` (installed with `redis-server`), which prints one reply element a
 //! line when its output is not a terminal.
@@ -23,6 +24,7 @@ const START_LIMIT: Duration = Duration::from_secs(30);
 /// A master, its replicas and three sentinels.
 pub struct SentinelCluster {
     dir: tempfile::TempDir,
+    password: Option<String>,
     /// The first master, until it is killed.
     master: Option<Server>,
     replicas: Vec<Server>,
@@ -45,24 +47,39 @@ impl SentinelCluster {
     /// Starts a master with `replicas` replicas and three sentinels (quorum 2), and waits until the
     /// replicas are in sync and every sentinel knows the replicas and the other sentinels.
     pub fn start(replicas: usize) -> Self {
+        Self::start_with(replicas, None)
+    }
+
+    /// Like [`SentinelCluster::start`], with every server and sentinel requiring `password`.
+    pub fn start_with_password(replicas: usize, password: &str) -> Self {
+        Self::start_with(replicas, Some(password.to_owned()))
+    }
+
+    fn start_with(replicas: usize, password: Option<String>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut ports = free_ports(1 + replicas + 3).into_iter();
         let master_port = ports.next().expect("a port");
-        let master = start_server(dir.path(), "master", master_port, &[]);
+        let auth: Vec<&str> = match &password {
+            Some(password) => vec!["--requirepass", password, "--masterauth", password],
+            None => Vec::new(),
+        };
+        let master = start_server(dir.path(), "master", master_port, &auth);
         let master_address = master_port.to_string();
         let replicas = (0..replicas)
             .map(|i| {
                 let port = ports.next().expect("a port");
-                let follow = ["--replicaof", "127.0.0.1", &master_address];
+                let mut follow = vec!["--replicaof", "127.0.0.1", &master_address];
+                follow.extend(&auth);
                 start_server(dir.path(), &format!("replica-{i}"), port, &follow)
             })
             .collect();
         let sentinels = ports
             .enumerate()
-            .map(|(i, port)| start_sentinel(dir.path(), i, port, master_port))
+            .map(|(i, port)| start_sentinel(dir.path(), i, port, master_port, password.as_deref()))
             .collect();
         let cluster = Self {
             dir,
+            password,
             master: Some(master),
             replicas,
             sentinels,
@@ -71,14 +88,18 @@ impl SentinelCluster {
         cluster
     }
 
-    /// The `redis+sentinel://` URL of the cluster.
+    /// The `redis+sentinel://` URL of the cluster (with its password, if it has one).
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self
             .sentinels
             .iter()
             .map(|sentinel| format!("127.0.0.1:{}", sentinel.port))
             .collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        let auth = match &self.password {
+            Some(password) => format!(":{password}@"),
+            None => String::new(),
+        };
+        format!("redis+sentinel://{auth}{}/{MASTER_NAME}", hosts.join(","))
     }
 
     /// The ports of the replicas started with the cluster.
@@ -89,7 +110,7 @@ impl SentinelCluster {
     /// The master's port as the first sentinel that answers names it.
     pub fn master_port(&self) -> Option<u16> {
         self.sentinels.iter().find_map(|sentinel| {
-            let reply = cli(
+            let reply = self.cli(
                 sentinel.port,
                 &["sentinel", "get-master-addr-by-name", MASTER_NAME],
             );
@@ -110,7 +131,7 @@ impl SentinelCluster {
     pub fn wait_for_promotion(&self, old_port: u16, replicas: usize, limit: Duration) -> u16 {
         self.wait("a replica to be promoted", limit, || {
             let port = self.master_port().filter(|port| *port != old_port)?;
-            let role = cli(port, &["role"]);
+            let role = self.cli(port, &["role"]);
             let connected = role.get(2..).map_or(0, |rest| rest.len() / 3);
             (role.first()? == "master" && connected >= replicas).then_some(port)
         })
@@ -120,7 +141,7 @@ impl SentinelCluster {
         let master = self.master.as_ref().expect("the master runs").port;
         self.wait("the replicas to sync", START_LIMIT, || {
             let synced = |replica: &Server| {
-                let info = cli(replica.port, &["info", "replication"]).join("\n");
+                let info = self.cli(replica.port, &["info", "replication"]).join("\n");
                 info.contains("master_link_status:up")
             };
             self.replicas.iter().all(synced).then_some(())
@@ -131,7 +152,7 @@ impl SentinelCluster {
         );
         self.wait("the sentinels to know each other", START_LIMIT, || {
             let knows_all = |sentinel: &Server| {
-                let fields = cli(sentinel.port, &["sentinel", "master", MASTER_NAME]);
+                let fields = self.cli(sentinel.port, &["sentinel", "master", MASTER_NAME]);
                 let field = |name: &str| {
                     let at = fields.iter().position(|f| f == name)?;
                     fields.get(at + 1).cloned()
@@ -157,6 +178,24 @@ impl SentinelCluster {
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `redis-cli -p port args...` (with the cluster's password) and returns its reply, one element
+    /// a line (empty if it failed).
+    pub fn cli(&self, port: u16, args: &[&str]) -> Vec<String> {
+        let mut command = Command::new("redis-cli");
+        command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some(password) = &self.password {
+            command.args(["-a", password, "--no-auth-warning"]);
+        }
+        let output = command.args(args).stdin(Stdio::null()).output();
+        match output {
+            Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -229,11 +268,17 @@ fn start_server(dir: &Path, name: &str, port: u16, extra: &[&str]) -> Server {
     }
 }
 
-fn start_sentinel(dir: &Path, index: usize, port: u16, master_port: u16) -> Server {
+fn start_sentinel(
+    dir: &Path,
+    index: usize,
+    port: u16,
+    master_port: u16,
+    password: Option<&str>,
+) -> Server {
     let name = format!("sentinel-{index}");
     let config = dir.join(format!("{name}.conf"));
     let down_after = DOWN_AFTER.as_millis();
-    let text = format!(
+    let mut text = format!(
         "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {log}\n\
          sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n\
          sentinel down-after-milliseconds {MASTER_NAME} {down_after}\n\
@@ -242,26 +287,14 @@ fn start_sentinel(dir: &Path, index: usize, port: u16, master_port: u16) -> Serv
         dir = dir.display(),
         log = dir.join(format!("{name}.log")).display(),
     );
+    if let Some(password) = password {
+        // The sentinel's own password (clients and the other sentinels use it), and the master's.
+        text += &format!("requirepass {password}\nsentinel auth-pass {MASTER_NAME} {password}\n");
+    }
     // The sentinel rewrites its configuration as it learns, so it gets a file of its own.
     std::fs::write(&config, text).expect("sentinel config");
     Server {
         port,
         child: spawn(&[config.display().to_string(), "--sentinel".into()]),
-    }
-}
-
-/// Runs `redis-cli -p port args...` and returns its reply, one element a line (empty if it failed).
-pub fn cli(port: u16, args: &[&str]) -> Vec<String> {
-    let output = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output();
-    match output {
-        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
     }
 }

@@ -4,14 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use taskq_tests::sentinels::{cli, SentinelCluster};
+use taskq_tests::sentinels::SentinelCluster;
 use taskq_tests::{assert_every_square_once, Deployment};
 
 const ITEMS: u64 = 5_000;
 
 /// `calls` of `command` in the server's `INFO commandstats`.
-fn calls(port: u16, command: &str) -> u64 {
-    cli(port, &["info", "commandstats"])
+fn calls(cluster: &SentinelCluster, port: u16, command: &str) -> u64 {
+    cluster
+        .cli(port, &["info", "commandstats"])
         .iter()
         .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
         .and_then(|rest| rest.split(',').next()?.parse().ok())
@@ -20,8 +21,9 @@ fn calls(port: u16, command: &str) -> u64 {
 
 #[test]
 fn a_job_through_sentinels_completes_exact_with_confirmed_writes() {
-    // Declared first, so it outlives the deployment's clean-up.
-    let cluster = SentinelCluster::start(1);
+    // Declared first, so it outlives the deployment's clean-up. A password on the servers and the
+    // sentinels alike, as in the compose deployment: the URL's password goes to both.
+    let cluster = SentinelCluster::start_with_password(1, "s3cret");
     let master = cluster.master_port().expect("the sentinels name a master");
     let mut deployment = Deployment::new("sentinel").with_redis_url(cluster.url());
     deployment.start(2, &[]);
@@ -36,10 +38,12 @@ fn a_job_through_sentinels_completes_exact_with_confirmed_writes() {
         "--wait",
     ]);
     assert_every_square_once(&run.json(), ITEMS, &deployment.all_logs());
+    let logs = format!("{}{}", deployment.all_logs(), run.stderr());
+    assert!(!logs.contains("s3cret"), "a password in the logs:\n{logs}");
 
     // The job's creation, each result message and the completion were confirmed by the replica.
     let chunks = ITEMS / 100;
-    let waits = calls(master, "wait");
+    let waits = calls(&cluster, master, "wait");
     assert!(
         waits >= 3,
         "expected WAITs for the job's creation, its results and its end; saw {waits}"
@@ -56,7 +60,7 @@ fn a_job_through_sentinels_completes_exact_with_confirmed_writes() {
     );
     let replica = cluster.replica_ports()[0];
     let deadline = Instant::now() + Duration::from_secs(10);
-    while cli(replica, &["hget", &key, "status"]) != ["completed"] {
+    while cluster.cli(replica, &["hget", &key, "status"]) != ["completed"] {
         assert!(Instant::now() < deadline, "the replica never got {key}");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -10,6 +10,7 @@
 //! made them (see [`super::replication`]).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -263,7 +264,11 @@ async fn find_master(
 ) -> RedisResult<Current> {
     let limit = crate::deadline::limit();
     let late = |step: &str| no_master(name, &format!("{step} took longer than {limit:?}"));
-    let client = crate::deadline::within(limit, sentinel.async_master_for(name, Some(node)))
+    // Boxed as a trait object: the lookup's future type is deep enough that callers many `async` levels
+    // up overflow the compiler's trait checks (`Send`, `Sync`) without it.
+    let lookup: Pin<Box<dyn Future<Output = RedisResult<Client>> + Send + '_>> =
+        Box::pin(sentinel.async_master_for(name, Some(node)));
+    let client = crate::deadline::within(limit, lookup)
         .await
         .ok_or_else(|| late("asking the sentinels"))??;
     let config = AsyncConnectionConfig::new()

@@ -16,7 +16,7 @@
 //! earlier write the server accepted, even through a reconnect of a plain URL's connection manager.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{command, JobStore, StoreError};
@@ -40,6 +40,41 @@ pub(crate) fn min_replicas(follows_failovers: bool) -> u32 {
         UNSET => u32::from(follows_failovers),
         set => set,
     }
+}
+
+/// The confirmations of one store and its clones: one `WAIT` at a time, shared by the groups of writes
+/// it covers.
+#[derive(Default)]
+pub(crate) struct Confirmations {
+    /// Groups of writes that ended and asked for confirmation, counted.
+    ended: AtomicU64,
+    /// The last `WAIT`: it covers the groups up to `covered`.
+    last: tokio::sync::Mutex<Round>,
+}
+
+struct Round {
+    covered: u64,
+    generation: u64,
+    outcome: Result<(), Shortfall>,
+}
+
+/// Before the first `WAIT`: it covers nothing (the first group is number 1).
+impl Default for Round {
+    fn default() -> Self {
+        Self {
+            covered: 0,
+            generation: 0,
+            outcome: Ok(()),
+        }
+    }
+}
+
+/// Why a `WAIT` did not confirm.
+#[derive(Debug, Clone)]
+enum Shortfall {
+    TooFew { confirmed: i64, within: Duration },
+    MasterChanged,
+    Failed(redis::RedisError),
 }
 
 /// The point before a group of writes that [`JobStore::confirm_writes`] confirms: the connection they
@@ -66,11 +101,42 @@ impl JobStore {
     /// deadline). Fails if fewer confirm in time, or if the connection was replaced after a failover
     /// meanwhile (the writes may not have reached the new master): the caller then treats the writes
     /// as failed and makes them again, which must be safe (they record once, or set absolute values).
+    ///
+    /// One `WAIT` runs at a time per store, and confirms every group of writes that ended before it
+    /// was sent: the groups that end while it runs share the next one. So a busy consumer sends few
+    /// `WAIT`s, and with too few replicas one `WAIT` times out for all the groups waiting, not one after
+    /// another (a `WAIT` holds its connection until it returns).
     pub async fn confirm_writes(&self, mark: WriteMark) -> Result<(), StoreError> {
-        let asked = self.min_replicas;
-        if asked == 0 {
+        if self.min_replicas == 0 {
             return Ok(());
         }
+        let confirmations = &self.confirmations;
+        let ticket = confirmations.ended.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut last = confirmations.last.lock().await;
+        let covered = last.covered >= ticket && last.generation == mark.generation;
+        if !covered {
+            let ended = confirmations.ended.load(Ordering::SeqCst);
+            let outcome = self.wait_for_replicas(mark.generation).await;
+            *last = Round {
+                covered: ended,
+                generation: mark.generation,
+                outcome,
+            };
+        }
+        last.outcome.clone().map_err(|outcome| match outcome {
+            Shortfall::TooFew { confirmed, within } => StoreError::NotReplicated {
+                confirmed,
+                asked: self.min_replicas,
+                within,
+            },
+            Shortfall::MasterChanged => StoreError::MasterChanged,
+            Shortfall::Failed(source) => command("confirming writes with replicas")(source),
+        })
+    }
+
+    /// Sends the fence and `WAIT` on the connection of `generation`, once.
+    async fn wait_for_replicas(&self, generation: u64) -> Result<(), Shortfall> {
+        let asked = self.min_replicas;
         let within = crate::deadline::limit();
         let mut fence_and_wait = redis::pipe();
         fence_and_wait
@@ -85,23 +151,17 @@ impl JobStore {
             .arg(within.as_millis() as u64);
         let (confirmed,): (i64,) = self
             .connection
-            .query_on(mark.generation, &fence_and_wait)
+            .query_on(generation, &fence_and_wait)
             .await
-            .ok_or(StoreError::MasterChanged)?
-            .map_err(command("confirming writes with replicas"))?;
+            .ok_or(Shortfall::MasterChanged)?
+            .map_err(Shortfall::Failed)?;
         if confirmed < i64::from(asked) {
-            let shortfall = redis::RedisError::from((
+            let cause = redis::RedisError::from((
                 redis::ErrorKind::Extension,
                 "too few replicas confirmed a write",
             ));
-            self.connection
-                .suspect_isolation(mark.generation, &shortfall)
-                .await;
-            return Err(StoreError::NotReplicated {
-                confirmed,
-                asked,
-                within,
-            });
+            self.connection.suspect_isolation(generation, &cause).await;
+            return Err(Shortfall::TooFew { confirmed, within });
         }
         Ok(())
     }
