@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark command: release binaries, real RabbitMQ and Redis, figures printed as a table.
-# Arguments pick groups of scenarios (loop, throughput, round-trips, own-tasks, downloads, image); none runs all.
+# Arguments pick groups of scenarios (loop, throughput, round-trips, own-tasks, downloads, image, metrics); none
+# runs all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
