@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark command: release binaries, real RabbitMQ and Redis, figures printed as a table.
 # Arguments pick groups of scenarios (queue-ceiling, loop, throughput, round-trips, own-tasks, downloads,
-# image); none runs all. With queue-ceiling and throughput both, one-item chunks are also shown as a share of
-# the queue's ceiling.
+# image, metrics); none runs all. With queue-ceiling and throughput both, one-item chunks are also shown as a
+# share of the queue's ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
