@@ -6,11 +6,16 @@
 //! Every process computes the same owner without talking to the others, and when a member stops, only its
 //! chunks move (each to the survivor with the next highest hash). The hash is XXH3-64: stable across
 //! processes, hosts and versions (unlike the standard library's randomly seeded hasher).
+//!
+//! A member holds the chunks it does not own in memory only, so when every member stopped before the
+//! job finished, nobody can finish it: the job is failed, saying so (see [`JobStore::fail_unfinished`],
+//! used by the consumer, which watches the jobs in [`JobStore::broadcast_jobs`]).
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::job::JobId;
+use crate::job::JobStatus;
 use crate::store::{command, JobStore, StoreError, JOB_RETENTION};
 
 /// The most chunks a broadcast job may have: every member receives and holds all of them.
@@ -47,19 +52,65 @@ fn weight<'a>(job: &str, chunk: u32, member: &'a Member) -> (u64, &'a str) {
 }
 
 impl JobStore {
-    /// Records the members a broadcast job is shared among. Written before the job record, so a worker
-    /// that sees the job always finds its members.
+    /// Records the members a broadcast job is shared among, and the job among the broadcast jobs the
+    /// consumer watches. Written before the job record, so a worker that sees the job always finds its
+    /// members.
     pub async fn record_members(&self, job: JobId, members: &[Member]) -> Result<(), StoreError> {
         let encoded = serde_json::to_string(members).expect("members encode as JSON");
-        let _: () = redis::cmd("SET")
-            .arg(self.topology().job_members_key(job))
-            .arg(encoded)
-            .arg("EX")
-            .arg(JOB_RETENTION.as_secs())
+        let _: () = redis::pipe()
+            .atomic()
+            .set_ex(
+                self.topology().job_members_key(job),
+                encoded,
+                JOB_RETENTION.as_secs(),
+            )
+            .sadd(self.topology().broadcast_jobs_key(), job.to_string())
             .query_async(&mut self.connection())
             .await
             .map_err(command("recording the job's members"))?;
         Ok(())
+    }
+
+    /// The broadcast jobs recorded and not yet forgotten (see [`JobStore::forget_broadcast_job`]).
+    pub async fn broadcast_jobs(&self) -> Result<Vec<JobId>, StoreError> {
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.topology().broadcast_jobs_key())
+            .query_async(&mut self.connection())
+            .await
+            .map_err(command("listing the broadcast jobs"))?;
+        Ok(ids.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Stops watching a broadcast job (it ended, or Redis no longer knows it).
+    pub async fn forget_broadcast_job(&self, job: JobId) -> Result<(), StoreError> {
+        let _: () = redis::cmd("SREM")
+            .arg(self.topology().broadcast_jobs_key())
+            .arg(job.to_string())
+            .query_async(&mut self.connection())
+            .await
+            .map_err(command("forgetting a broadcast job"))?;
+        Ok(())
+    }
+
+    /// Marks a job failed with `reason`, as [`JobStore::fail`] does, but only while it is running with
+    /// chunks missing, in one atomic step: a job whose last result was just recorded completes instead.
+    /// Returns whether it failed the job.
+    pub async fn fail_unfinished(&self, job: JobId, reason: &str) -> Result<bool, StoreError> {
+        let topology = self.topology();
+        let failed: i64 = redis::Script::new(FAIL_UNFINISHED)
+            .key(topology.job_key(job))
+            .key(topology.broadcast_jobs_key())
+            .key(topology.job_scratch_keys(job))
+            .arg(reason)
+            .arg(JOB_RETENTION.as_secs())
+            .arg(topology.job_finished_channel(job))
+            .arg(job.to_string())
+            .arg(JobStatus::Running.as_str())
+            .arg(JobStatus::Failed.as_str())
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(command("failing an unfinished broadcast job"))?;
+        Ok(failed == 1)
     }
 
     /// The members of a broadcast job; `None` if it has none recorded (not a broadcast job, or expired).
@@ -94,6 +145,20 @@ impl JobStore {
             .map_err(command("checking which chunks have results"))
     }
 }
+
+/// KEYS: the job, the set of broadcast jobs, then the job's scratch keys. ARGV: reason, retention,
+/// finished channel, job id, the running and failed statuses' names.
+const FAIL_UNFINISHED: &str = r#"
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[5] then return 0 end
+local done = tonumber(redis.call('HGET', KEYS[1], 'chunks_done') or '0')
+if done >= tonumber(redis.call('HGET', KEYS[1], 'total_chunks') or '0') then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[6], 'error', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SREM', KEYS[2], ARGV[4])
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('PUBLISH', ARGV[3], 'failed')
+return 1
+"#;
 
 #[cfg(test)]
 mod tests {

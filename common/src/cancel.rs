@@ -10,7 +10,7 @@
 //! whoever writes a job's output first claims how it ends ([`Finish`]); the other way then leaves it alone.
 
 use crate::job::{now_ms, JobId, JobStatus};
-use crate::store::{command, JobStore, StoreError, JOB_RETENTION};
+use crate::store::{command, JobStore, StoreError};
 
 const REQUEST_CANCEL: &str = r#"
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -21,7 +21,9 @@ end
 return status
 "#;
 
-const CLAIM_FINISH: &str = r#"
+/// Claims how the job finishes. Safe to run twice (sent again after a failover): the same claim
+/// answers the same.
+pub(crate) const CLAIM_FINISH: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local claimed = redis.call('HGET', KEYS[1], 'finish')
 if not claimed then
@@ -89,18 +91,15 @@ impl JobStore {
         job: JobId,
         summary: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let topology = self.topology();
-        let key = topology.job_key(job);
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&key, "status", JobStatus::Cancelled.as_str())
-            .hset(&key, "summary", summary.to_string())
-            .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(topology.job_scratch_keys(job))
-            .publish(topology.job_finished_channel(job), "cancelled")
-            .query_async(&mut self.connection())
-            .await
-            .map_err(command("marking the job cancelled"))?;
-        Ok(())
+        // Confirmed by replicas before the cancel notice is acked: a lost end would stay `cancelling`.
+        let summary = summary.to_string();
+        let ending = ("summary", summary.as_str());
+        self.end_job(
+            job,
+            JobStatus::Cancelled,
+            ending,
+            "marking the job cancelled",
+        )
+        .await
     }
 }

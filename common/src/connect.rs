@@ -14,9 +14,14 @@ use crate::topology::Topology;
 
 /// The backoff between attempts: 250 ms doubling to at most 10 s, with jitter, without end.
 pub fn backoff() -> impl Iterator<Item = Duration> {
+    backoff_between(Duration::from_millis(250), Duration::from_secs(10))
+}
+
+/// A backoff from `min` doubling to at most `max`, with jitter, without end.
+pub fn backoff_between(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(10))
+        .with_min_delay(min)
+        .with_max_delay(max)
         .with_jitter()
         .without_max_times()
         .build()

@@ -18,7 +18,8 @@
 //! - [`topology`]: every queue and Redis key name, and their declaration.
 //! - [`broker`]: connecting to RabbitMQ and publishing with confirms; [`dead_letter`]: moving a message
 //!   that can never be processed to the dead-letter queue.
-//! - [`store`]: job state in Redis.
+//! - [`store`]: job state in Redis (one server, or a master found through Sentinel and followed through
+//!   failovers, with the writes a failover must not lose confirmed by replicas).
 //! - [`stages`]: multi-stage jobs (a chain of kinds that streams, with map, flat-map, reduce and
 //!   neighbours edges, and the TOML job spec); [`stage_store`]: their per-stage state in Redis.
 //! - [`image_job`]: an image job's geometry, and its finished PNG handed from consumer to producer.

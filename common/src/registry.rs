@@ -11,13 +11,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
 use crate::broadcast::Member;
 use crate::job::now_ms;
-use crate::store::{command, JobStore, StoreError};
+use crate::store::{command, JobStore, StoreConnection, StoreError};
 use crate::task::Lane;
 use crate::topology::Topology;
 
@@ -184,7 +183,7 @@ pub struct KindInfo {
 /// The registry of one deployment. Cheap to clone; shares the job store's connection.
 #[derive(Clone)]
 pub struct Registry {
-    connection: ConnectionManager,
+    connection: StoreConnection,
     topology: Topology,
 }
 

@@ -21,7 +21,9 @@ use crate::store::{command, JobStore, StoreError};
 /// Records an earlier stage's chunk as done, once; stores a reduce value and counts it for its parent.
 /// KEYS: job, done, runs, partials, groups.
 /// ARGV: field, stage, items, failed, [value field, value, parent field].
-const RECORD_STAGE: &str = r#"
+/// Sent again after a failover even when its first run's outcome is unknown: a second run answers as a
+/// rerun chunk's recording does (not new, the same sibling count).
+pub(crate) const RECORD_STAGE: &str = r#"
 local SCRATCH_TTL = 604800
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, 0} end
@@ -57,7 +59,8 @@ return {new, children}
 /// KEYS: job, done, runs, partials, groups.
 /// ARGV: field, stage, items, failed, value field, value, then the joining chunks' fields.
 /// Returns, per joining chunk, how many of its neighbours are recorded now (empty when the job ended).
-const RECORD_JOINED: &str = r#"
+/// Safe to run twice like [`RECORD_STAGE`]: each pair is counted once.
+pub(crate) const RECORD_JOINED: &str = r#"
 local SCRATCH_TTL = 604800
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'submitting' and status ~= 'running' then return {} end
@@ -193,10 +196,16 @@ impl JobStore {
                 .arg(value.stored)
                 .arg(value.parent.field());
         }
-        let (code, siblings): (i64, i64) = invocation
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(command("recording a stage chunk"))?;
+        // Confirmed by replicas before the worker acks the chunk: a lost record would never count it
+        // (a reduce's parent would wait for it for ever).
+        let (code, siblings): (i64, i64) = self
+            .replicated(async {
+                invocation
+                    .invoke_async(&mut self.connection())
+                    .await
+                    .map_err(command("recording a stage chunk"))
+            })
+            .await?;
         Ok(match code {
             -1 => StageRecorded::UnknownJob,
             -2 | -3 => StageRecorded::JobEnded,
@@ -225,10 +234,15 @@ impl JobStore {
         for next in joining {
             invocation.arg(next.field());
         }
-        let recorded: Vec<u32> = invocation
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(command("recording a joined chunk"))?;
+        // Confirmed by replicas, as for [`JobStore::record_stage_chunk`].
+        let recorded: Vec<u32> = self
+            .replicated(async {
+                invocation
+                    .invoke_async(&mut self.connection())
+                    .await
+                    .map_err(command("recording a joined chunk"))
+            })
+            .await?;
         Ok((recorded.len() == joining.len()).then_some(recorded))
     }
 

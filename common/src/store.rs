@@ -3,20 +3,31 @@
 //!
 //! Recording a chunk result is one Lua script, so "store the result" and "count it" happen together or not
 //! at all, and a chunk recorded before (a redelivery) is counted as a duplicate instead of twice.
+//!
+//! Submodules: [`sentinel_url`] parses the `redis+sentinel://` form of `REDIS_URL`; the store's
+//! connection ([`StoreConnection`]) follows the master through failovers (`failover`), sending again the
+//! commands that are safe to run twice (`retry`); [`replication`] has replicas confirm the writes a
+//! failover must not lose; `announcements` are jobs' ends on pub/sub; `scripts` the Lua scripts.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 mod announcements;
+mod connection;
+mod failover;
+pub mod replication;
+mod retry;
 mod scripts;
+pub mod sentinel_url;
 
+pub use connection::StoreConnection;
+pub use failover::FAILOVER_WAIT;
 use scripts::{CLAIM_RUN, END_RUN, RECORD_RESULT, SET_STATUS_IF};
+pub use sentinel_url::SentinelUrlError;
 
-use crate::config::redact_url;
 use crate::job::{JobId, JobSpec, JobState, JobStatus};
 use crate::stages::{ChunkRef, Plan, StagedJob};
 use crate::topology::Topology;
@@ -35,6 +46,22 @@ pub enum StoreError {
         /// What the connection attempt said.
         reason: String,
     },
+    /// `REDIS_URL` is in the Sentinel form but cannot be used.
+    #[error(transparent)]
+    BadUrl(#[from] SentinelUrlError),
+    /// Too few replicas confirmed a write that must survive a failover.
+    #[error("only {confirmed} of the {asked} Redis replica(s) asked for confirmed a write within {within:?}, so a failover could lose it; it counts as failed and is made again. Check the replicas (`redis-cli info replication` on the master), or lower --redis-min-replicas")]
+    NotReplicated {
+        /// Replicas that confirmed.
+        confirmed: i64,
+        /// Replicas asked for (`--redis-min-replicas`).
+        asked: u32,
+        /// How long they had.
+        within: Duration,
+    },
+    /// The connection was replaced (a failover) between writes and their confirmation.
+    #[error("the Redis master changed (failover) while writes were under way: they may not have reached the new master, so they count as failed and are made again")]
+    MasterChanged,
     /// A command failed (connection lost, server error).
     #[error("Redis failed during {operation}: {source}")]
     Command {
@@ -90,8 +117,9 @@ pub enum Recorded {
 /// Job state for one deployment (one prefix). Cheap to clone; clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct JobStore {
-    client: redis::Client,
-    connection: ConnectionManager,
+    connection: StoreConnection,
+    /// Replicas that must confirm a write a failover must not lose (see [`replication`]).
+    min_replicas: u32,
     topology: Topology,
     record_result: redis::Script,
     set_status_if: redis::Script,
@@ -112,35 +140,13 @@ pub struct Claim {
 }
 
 impl JobStore {
-    /// Connects and checks the server answers.
+    /// Connects and checks the server answers. `url` is a plain `redis://` URL, or a
+    /// `redis+sentinel://` one whose master is found (and found again after a failover) through the
+    /// sentinels (see [`sentinel_url`]).
     pub async fn connect(url: &str, topology: Topology) -> Result<Self, StoreError> {
-        let unreachable = |reason: String| StoreError::Unreachable {
-            url: redact_url(url),
-            reason,
-        };
-        let client = redis::Client::open(url).map_err(|e| unreachable(e.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(crate::deadline::limit()))
-            .set_response_timeout(Some(Duration::from_secs(10)))
-            .set_number_of_retries(3);
-        let limit = crate::deadline::limit();
-        let no_answer = || {
-            unreachable(format!(
-                "no answer within {limit:?} (--connect-timeout): the port accepts but does not answer as Redis"
-            ))
-        };
-        let mut connection =
-            crate::deadline::within(limit, client.get_connection_manager_with_config(config))
-                .await
-                .ok_or_else(no_answer)?
-                .map_err(|e| unreachable(e.to_string()))?;
-        let ping = redis::cmd("PING");
-        crate::deadline::within(limit, ping.query_async::<()>(&mut connection))
-            .await
-            .ok_or_else(no_answer)?
-            .map_err(|e| unreachable(e.to_string()))?;
+        let connection = StoreConnection::open(url).await?;
         Ok(Self {
-            client,
+            min_replicas: replication::min_replicas(connection.follows_failovers()),
             connection,
             topology,
             record_result: redis::Script::new(RECORD_RESULT),
@@ -156,7 +162,7 @@ impl JobStore {
     }
 
     /// The shared connection, for this crate's other Redis-backed modules (registry, broadcast, cancel).
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> StoreConnection {
         self.connection.clone()
     }
 
@@ -184,13 +190,17 @@ impl JobStore {
             ("duplicates", "0".into()),
         ];
         fields.extend(extra.iter().cloned());
-        let _: () = self
-            .connection
-            .clone()
-            .hset_multiple(self.topology.job_key(spec.id), &fields)
-            .await
-            .map_err(command("creating the job record"))?;
-        Ok(())
+        // Confirmed by replicas: chunks published for a record a failover lost would be dead-lettered.
+        self.replicated(async {
+            let _: () = self
+                .connection
+                .clone()
+                .hset_multiple(self.topology.job_key(spec.id), &fields)
+                .await
+                .map_err(command("creating the job record"))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Moves a job from status `from` to `to`; returns false (and changes nothing) if it was not in `from`.
@@ -213,18 +223,37 @@ impl JobStore {
 
     /// Marks a job failed with a reason that `producer status` shows.
     pub async fn fail(&self, job: JobId, reason: &str) -> Result<(), StoreError> {
-        let key = self.topology.job_key(job);
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&key, "status", JobStatus::Failed.as_str())
-            .hset(&key, "error", reason)
-            .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(self.topology.job_scratch_keys(job))
-            .publish(self.topology.job_finished_channel(job), "failed")
-            .query_async(&mut self.connection.clone())
+        let ending = ("error", reason);
+        self.end_job(job, JobStatus::Failed, ending, "marking the job failed")
             .await
-            .map_err(command("marking the job failed"))?;
-        Ok(())
+    }
+
+    /// Ends a job in one transaction: its final `status` and one more `field` (its summary, or why it
+    /// failed), a week to live, its scratch keys dropped, and its end announced. Confirmed by replicas,
+    /// like every end of a job: one a failover lost would leave the job waiting for chunks nobody sends,
+    /// after the message that ended it was acked.
+    pub(crate) async fn end_job(
+        &self,
+        job: JobId,
+        status: JobStatus,
+        (field, value): (&str, &str),
+        operation: &'static str,
+    ) -> Result<(), StoreError> {
+        let key = self.topology.job_key(job);
+        self.replicated(async {
+            let _: () = redis::pipe()
+                .atomic()
+                .hset(&key, "status", status.as_str())
+                .hset(&key, field, value)
+                .expire(&key, JOB_RETENTION.as_secs() as i64)
+                .del(self.topology.job_scratch_keys(job))
+                .publish(self.topology.job_finished_channel(job), status.as_str())
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(command(operation))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Reads a job's status and records that a run of `chunk` starts, in one round trip. A run ends when
@@ -305,7 +334,10 @@ impl JobStore {
     }
 
     /// Stores a chunk's result and counts it, unless that chunk was recorded before. Either way the chunk's
-    /// runs count as finished (see [`JobStore::claim_run`]).
+    /// runs count as finished (see [`JobStore::claim_run`]). Not confirmed by replicas here: the consumer
+    /// confirms a whole message's results at once ([`JobStore::confirm_writes`]) before it acks. Sent
+    /// again after a failover even when its first run's outcome is unknown: a second run answers as a
+    /// redelivery does.
     pub async fn record_result(
         &self,
         job: JobId,
@@ -365,23 +397,21 @@ impl JobStore {
     }
 
     /// Marks a job completed with its summary and drops its chunk results (the output file has them).
+    /// Confirmed by replicas before the result that finished the job is acked.
     pub async fn complete(
         &self,
         job: JobId,
         summary: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let key = self.topology.job_key(job);
-        let _: () = redis::pipe()
-            .atomic()
-            .hset(&key, "status", JobStatus::Completed.as_str())
-            .hset(&key, "summary", summary.to_string())
-            .expire(&key, JOB_RETENTION.as_secs() as i64)
-            .del(self.topology.job_scratch_keys(job))
-            .publish(self.topology.job_finished_channel(job), "completed")
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(command("marking the job completed"))?;
-        Ok(())
+        let summary = summary.to_string();
+        let ending = ("summary", summary.as_str());
+        self.end_job(
+            job,
+            JobStatus::Completed,
+            ending,
+            "marking the job completed",
+        )
+        .await
     }
 
     /// The ids of every job recorded under this prefix (finished ones until they expire).

@@ -194,6 +194,12 @@ impl Topology {
         rest.strip_suffix(":finished")?.parse().ok()
     }
 
+    /// The key written just before a `WAIT`, so the `WAIT` covers every earlier write (see
+    /// [`crate::store::replication`]).
+    pub fn replication_fence_key(&self) -> String {
+        format!("{}:replication-fence", self.prefix)
+    }
+
     /// A pattern matching every Redis key of this deployment.
     pub fn redis_pattern(&self) -> String {
         format!("{}:*", self.prefix)
@@ -288,6 +294,12 @@ impl Topology {
     /// The Redis key holding the members a broadcast job was shared among at submit.
     pub fn job_members_key(&self, job: JobId) -> String {
         format!("{}:job:{job}:members", self.prefix)
+    }
+
+    /// The Redis set of broadcast jobs that may still be running, which the consumer watches for jobs
+    /// whose members all stopped.
+    pub fn broadcast_jobs_key(&self) -> String {
+        format!("{}:broadcast-jobs", self.prefix)
     }
 
     async fn declare_broadcast_exchange(&self, channel: &Channel) -> Result<(), BrokerError> {

@@ -45,9 +45,11 @@ enum Outcome {
     Retry,
 }
 
-/// Records every result of a message (concurrently: Redis pipelines them), finishes the jobs they
+/// Records every result of a message (concurrently: Redis pipelines them), has replicas confirm the
+/// records (once per message; see `taskq_common::store::replication`), finishes the jobs they
 /// completed, then settles the message once.
 async fn record_all(context: &Context, delivery: &Received, results: Vec<ResultMessage>) {
+    let mark = context.store.mark_writes();
     let outcomes = futures::future::join_all(results.into_iter().map(|result| {
         let span = tracing::info_span!(
             "result",
@@ -63,6 +65,11 @@ async fn record_all(context: &Context, delivery: &Received, results: Vec<ResultM
         .iter()
         .any(|outcome| matches!(outcome, Outcome::Retry))
     {
+        return delivery.requeue_after(RETRY_DELAY).await;
+    }
+    // Acked only once a failover cannot lose the records; recorded again (as duplicates) otherwise.
+    if let Err(error) = context.store.confirm_writes(mark).await {
+        tracing::warn!("{error}; the results go back to the queue");
         return delivery.requeue_after(RETRY_DELAY).await;
     }
     let mut finished = Vec::new();

@@ -8,12 +8,14 @@
 //! - [`cancelled`]: what happens to a cancelled job's notice.
 //! - [`finalize`]: writing a finished job's files and summary.
 //! - [`output`]: per-kind output lines and aggregates.
+//! - [`orphans`]: failing broadcast jobs whose members all stopped (nobody else can finish them).
 
 pub(crate) mod cancelled;
 pub(crate) mod context;
 pub(crate) mod finalize;
 pub(crate) mod handler;
 pub(crate) mod images;
+pub(crate) mod orphans;
 pub(crate) mod output;
 pub(crate) mod session;
 pub mod settings;
@@ -45,7 +47,7 @@ pub enum ConsumerError {
 
 /// Runs the consumer until `shutdown` fires, reconnecting with backoff whenever a service goes away.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-    settings.connection.apply_deadline();
+    settings.connection.apply();
     std::fs::create_dir_all(&settings.output_dir).map_err(|source| ConsumerError::OutputDir {
         path: settings.output_dir.display().to_string(),
         source,
@@ -54,12 +56,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let Some(store) = connect::store_until_up(&settings.connection, &shutdown).await else {
         return Ok(());
     };
-    connect::run_sessions(
+    // Needs Redis only, so it goes on while the broker is away.
+    let stop_watch = shutdown.child_token();
+    let watch = tokio::spawn(orphans::watch(store.clone(), stop_watch.clone()));
+    let sessions = connect::run_sessions(
         &shutdown,
         || Session::open(&settings, store.clone(), &consumer_id),
         |session| session.run(&shutdown),
     )
-    .await?;
+    .await;
+    stop_watch.cancel();
+    let _ = watch.await;
+    sessions?;
     tracing::info!("consumer stopped");
     Ok(())
 }

@@ -14,7 +14,8 @@ use taskq_common::telemetry::LogArgs;
 /// the control plane: JSON on stdout, progress on stderr.
 ///
 /// Exit codes: 0 done, 1 the job failed or was cancelled, a service is unreachable, or a worker did not
-/// answer; 2 invalid arguments; 130 interrupted.
+/// answer; 2 invalid arguments; 3 `dlq replay --wait` ran and replayed items failed again; 130
+/// interrupted.
 #[derive(Debug, Parser)]
 #[command(name = "producer", version)]
 pub struct Cli {
@@ -141,7 +142,8 @@ pub enum DlqAction {
         /// Only this job's.
         #[arg(long)]
         job: Option<JobId>,
-        /// Wait for the new jobs and print their summaries.
+        /// Wait for the new jobs and print their summaries. Exits 3 if any replayed item failed again
+        /// (1 if a replay job failed or was cancelled), 0 only when every one succeeded.
         #[arg(long)]
         wait: bool,
     },

@@ -89,6 +89,14 @@ pub enum ProducerError {
         /// Why.
         reason: String,
     },
+    /// `dlq replay --wait`: replayed items failed again (exit 3).
+    #[error("{failed} replayed item(s) failed again, in job(s) {jobs}: their errors are in the summaries' output files; chunks that ran out of retries are back in the dead-letter queue (`producer dlq list`)")]
+    ReplayFailedAgain {
+        /// Items that failed again, over every replay job.
+        failed: u64,
+        /// The replay jobs with failed items, comma-separated.
+        jobs: String,
+    },
     /// `wait --timeout` ran out.
     #[error(
         "gave up waiting for job {job}; it goes on: `producer wait {job}` to keep following it"
@@ -166,10 +174,12 @@ impl From<BrokerError> for ProducerError {
 }
 
 impl ProducerError {
-    /// The process exit code: 2 for invalid input, 130 when interrupted, 1 otherwise.
+    /// The process exit code: 2 for invalid input, 3 when replayed items failed again, 130 when
+    /// interrupted, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Input(_) | Self::Unserved { .. } => 2,
+            Self::ReplayFailedAgain { .. } => 3,
             Self::SubmitInterrupted { .. }
             | Self::WaitInterrupted { .. }
             | Self::ControlInterrupted { .. } => 130,
@@ -180,7 +190,7 @@ impl ProducerError {
 
 /// Runs one producer command. Script output goes to stdout; progress and logs to stderr.
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<(), ProducerError> {
-    cli.connection.apply_deadline();
+    cli.connection.apply();
     let topology = Topology::new(cli.connection.prefix.clone());
     match cli.command {
         Command::Submit { job } => submit_job(&cli.connection, &job, false, &shutdown).await,
@@ -296,6 +306,7 @@ async fn replay(
     }
     letters.close().await;
     let mut report = Vec::with_capacity(submitted.len());
+    let mut ended = Vec::new();
     for (original, id, chunks, items) in submitted {
         let mut entry = serde_json::json!({
             "replay_of": original.to_string(),
@@ -306,11 +317,27 @@ async fn replay(
         if wait {
             let state = follow::wait(store, id, None, Progress::Bar, shutdown).await?;
             entry["summary"] = follow::state_json(&state);
+            ended.push(state);
         }
         report.push(entry);
     }
     print_json(&serde_json::Value::Array(report));
-    Ok(())
+    replay_outcome(&ended)
+}
+
+/// Ok when every replay job completed without failed items; else a failed or cancelled job (exit 1), or
+/// the items that failed again (exit 3), so a script learns that the dead letters are not dealt with.
+fn replay_outcome(ended: &[taskq_common::job::JobState]) -> Result<(), ProducerError> {
+    ended.iter().try_for_each(job_outcome)?;
+    let again: Vec<_> = ended.iter().filter(|s| s.items_failed > 0).collect();
+    if again.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<String> = again.iter().map(|s| s.spec.id.to_string()).collect();
+    Err(ProducerError::ReplayFailedAgain {
+        failed: again.iter().map(|s| s.items_failed).sum(),
+        jobs: jobs.join(", "),
+    })
 }
 
 /// Validates, records and publishes a job (`broadcast`: to every live worker serving its kind), then

@@ -89,6 +89,7 @@ fn sequential_per_url(urls: &[String]) -> Duration {
         max_body_bytes: 1 << 20,
         max_redirects: 0,
         retries: 0,
+        rules: Default::default(),
     })
     .expect("client");
     runtime.block_on(async {

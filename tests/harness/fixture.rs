@@ -9,11 +9,12 @@
 //! - `/huge?size=`: `size` bytes (default 64 MiB) streamed without a `Content-Length`.
 //! - `/hang`: accepts the request and never answers (for 5 minutes, or until the server stops).
 //! - `/redirect/{n}`: `n` redirects, then `/page/0`.
+//! - `/redirect-to?url=`: one redirect to `url`, anywhere (for the download rules' tests).
 //! - `/flaky/{key}?fail=N`: 503 for the first N requests, then `/page/{key}`'s body.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,7 +87,12 @@ pub struct FixtureServer {
 impl FixtureServer {
     /// Starts a server on 127.0.0.1 on a free port.
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fixture server");
+        Self::start_on(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// Starts a server on `ip` (another loopback address, 127.0.0.2, say) on a free port.
+    pub fn start_on(ip: IpAddr) -> Self {
+        let listener = std::net::TcpListener::bind((ip, 0)).expect("bind the fixture server");
         listener
             .set_nonblocking(true)
             .expect("non-blocking listener");
@@ -98,6 +104,7 @@ impl FixtureServer {
             .route("/huge", get(huge))
             .route("/hang", get(hang))
             .route("/redirect/{n}", get(redirect))
+            .route("/redirect-to", get(redirect_to))
             .route("/flaky/{key}", get(flaky))
             .layer(middleware::from_fn_with_state(hits.clone(), count_hit))
             .with_state(hits.clone());
@@ -194,6 +201,15 @@ async fn redirect(Path(n): Path<u32>) -> Response {
         format!("/redirect/{}", n - 1)
     };
     (StatusCode::FOUND, [(header::LOCATION, next)]).into_response()
+}
+
+#[derive(Deserialize)]
+struct RedirectQuery {
+    url: String,
+}
+
+async fn redirect_to(Query(query): Query<RedirectQuery>) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, query.url)]).into_response()
 }
 
 #[derive(Deserialize)]

@@ -6,9 +6,11 @@
 //! the stock `worker`, and `test-worker` (this package's), which also serves the test-only kinds.
 //! Workers are started and then waited for until they are registered, so a test may submit at once: the
 //! producer refuses a kind no live worker serves.
-//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from.
+//! [`fixture`] is the local HTTP server download tests and the benchmark fetch from; [`sentinels`] a
+//! private Redis master, replicas and sentinels for failover tests.
 
 pub mod fixture;
+pub mod sentinels;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -84,6 +86,7 @@ pub struct Deployment {
     /// Where processes write their logs and the consumer its output.
     pub dir: tempfile::TempDir,
     amqp_url: String,
+    redis_url: String,
     processes: Vec<Process>,
     /// Kinds whose queues a test declared, beyond the known ones: deleted with the namespace.
     kinds: Mutex<BTreeSet<String>>,
@@ -112,9 +115,22 @@ impl Deployment {
             prefix,
             dir: tempfile::tempdir().expect("temp dir"),
             amqp_url,
+            redis_url: redis_url(),
             processes: Vec::new(),
             kinds: Mutex::default(),
         }
+    }
+
+    /// The same namespace with its processes, and the harness's own store, on the Redis at `url` (for
+    /// example a `redis+sentinel://` URL of a [`sentinels::SentinelCluster`]).
+    pub fn with_redis_url(mut self, url: String) -> Self {
+        self.redis_url = url;
+        self
+    }
+
+    /// The Redis URL of this namespace's processes.
+    pub fn redis_url(&self) -> &str {
+        &self.redis_url
     }
 
     /// The deployment's queue names.
@@ -131,7 +147,7 @@ impl Deployment {
         let mut command = Command::new(binary(binary_name));
         command
             .env("AMQP_URL", &self.amqp_url)
-            .env("REDIS_URL", redis_url())
+            .env("REDIS_URL", &self.redis_url)
             .env("TASKQ_PREFIX", &self.prefix)
             .env("TASKQ_OUTPUT_DIR", self.output_dir())
             .env_remove("TASKQ_LOG_FORMAT")
@@ -215,8 +231,9 @@ impl Deployment {
     pub fn wait_until_registered(&mut self, indexes: &[usize]) {
         let topology = self.topology();
         let processes = &mut self.processes;
+        let url = &self.redis_url;
         let waited = block_on(async move {
-            let store = JobStore::connect(&redis_url(), topology)
+            let store = JobStore::connect(url, topology)
                 .await
                 .map_err(|e| format!("cannot reach Redis: {e}"))?;
             let registry = Registry::new(&store);
@@ -324,7 +341,7 @@ impl Deployment {
 
     /// A job store on this namespace.
     pub async fn store(&self) -> JobStore {
-        JobStore::connect(&redis_url(), self.topology())
+        JobStore::connect(&self.redis_url, self.topology())
             .await
             .expect("redis")
     }
@@ -356,6 +373,7 @@ impl Deployment {
             max_body_bytes: 1,
             max_redirects: 0,
             retries: 0,
+            rules: Default::default(),
         })
         .expect("HTTP client");
         let infos: Vec<KindInfo> = worker::Worker::builder()
@@ -568,9 +586,9 @@ impl Deployment {
         membership.live.into_iter().map(|w| w.worker_id).collect()
     }
 
-    async fn clean_up(prefix: String, mut kinds: BTreeSet<String>) {
+    async fn clean_up(prefix: String, redis_url: String, mut kinds: BTreeSet<String>) {
         let topology = Topology::new(prefix);
-        let store = JobStore::connect(&redis_url(), topology.clone()).await.ok();
+        let store = JobStore::connect(&redis_url, topology.clone()).await.ok();
         // Workers killed without a graceful stop leave their broadcast queue; the registry knows them.
         let mut queues = topology.queues();
         kinds.extend(
@@ -630,7 +648,7 @@ impl Drop for Deployment {
             );
             return;
         }
-        let prefix = self.prefix.clone();
+        let (prefix, redis_url) = (self.prefix.clone(), self.redis_url.clone());
         let kinds = std::mem::take(&mut *self.kinds.lock().unwrap_or_else(|e| e.into_inner()));
         // Drop cannot await; clean up on a runtime of our own, on a thread of our own.
         let _ = std::thread::spawn(move || {
@@ -638,7 +656,7 @@ impl Drop for Deployment {
                 .enable_all()
                 .build();
             if let Ok(runtime) = runtime {
-                runtime.block_on(Self::clean_up(prefix, kinds));
+                runtime.block_on(Self::clean_up(prefix, redis_url, kinds));
             }
         })
         .join();
@@ -784,6 +802,36 @@ pub fn output_lines(summary: &serde_json::Value) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON line"))
         .collect()
+}
+
+/// Asserts the job completed with `items` items, none failed, and its output file has exactly `items`
+/// lines, each of which `check_line(index, line)` asserts is right.
+pub fn assert_every_item_once(
+    summary: &serde_json::Value,
+    items: u64,
+    context: &str,
+    mut check_line: impl FnMut(usize, &str),
+) {
+    assert_eq!(summary["status"], "completed", "{context}: {summary}");
+    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
+    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
+    let text =
+        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
+    let mut count = 0u64;
+    for (i, line) in text.lines().enumerate() {
+        check_line(i, line);
+        count += 1;
+    }
+    assert_eq!(count, items, "{context}: every item exactly once");
+}
+
+/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
+pub fn assert_every_square_once(summary: &serde_json::Value, items: u64, context: &str) {
+    assert_every_item_once(summary, items, context, |i, line| {
+        let x = i as i128 + 1;
+        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
+        assert_eq!(line, expected, "{context}: line {i}");
+    });
 }
 
 /// An encoded chunk payload of `items` (as JSON, the way the producer sends them), starting at input

@@ -1,9 +1,11 @@
 //! The broadcast pattern with 3 workers: every worker receives the whole data set and runs its own share;
-//! together they run every item exactly once, also when one of them is killed mid-job.
+//! together they run every item exactly once, also when one of them is killed mid-job; and a job whose
+//! members all stopped fails, saying so, instead of waiting forever.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use taskq_common::job::JobId;
 use taskq_tests::{eventually, output_lines, Deployment};
 use worker::tasks::SumSquares;
 
@@ -35,6 +37,32 @@ async fn owned_per_worker(deployment: &Deployment, workers: &[usize]) -> Vec<u32
         },
     )
     .await
+}
+
+/// Broadcasts sum-squares of `values`, 5 per chunk (tens of milliseconds per item: long enough to stop
+/// workers mid-job), and waits until `progress` chunks have results; returns the job.
+async fn broadcast_long_job(deployment: &Deployment, values: &[u64], progress: u32) -> JobId {
+    let list = values
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let run = deployment.producer(&[
+        "broadcast",
+        "sum-squares",
+        "--values",
+        &list,
+        "--chunk-size",
+        "5",
+    ]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let job: JobId = run.stdout().trim().parse().expect("job id");
+    let store = deployment.store().await;
+    eventually("progress", Duration::from_secs(60), || async {
+        (store.require_job(job).await.unwrap().chunks_done >= progress).then_some(())
+    })
+    .await;
+    job
 }
 
 /// Asserts the output holds sum-squares of each of `values`, each exactly once, in order.
@@ -94,29 +122,11 @@ async fn a_broadcast_job_covers_every_item_exactly_once() {
 #[tokio::test]
 async fn a_worker_killed_mid_job_still_gives_exactly_once() {
     let (mut deployment, workers) = three_workers_and_a_consumer("broadcastkill").await;
-    // 600 items of a few tens of milliseconds each, 5 per chunk: long enough to kill a worker mid-job.
+    // 600 items, 120 chunks: kill a worker once a tenth is done.
     let values: Vec<u64> = (3_000_000..3_000_600).collect();
-    let list = values
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let run = deployment.producer(&[
-        "broadcast",
-        "sum-squares",
-        "--values",
-        &list,
-        "--chunk-size",
-        "5",
-    ]);
-    assert!(run.output.status.success(), "{}", run.stderr());
-    let job: taskq_common::job::JobId = run.stdout().trim().parse().expect("job id");
-    let store = deployment.store().await;
-    eventually("a tenth of the job", Duration::from_secs(60), || async {
-        (store.require_job(job).await.unwrap().chunks_done >= 12).then_some(())
-    })
-    .await;
+    let job = broadcast_long_job(&deployment, &values, 12).await;
     deployment.kill(workers[1]);
+    let store = deployment.store().await;
     let at_kill = store.require_job(job).await.unwrap();
     assert!(
         !at_kill.status.is_final() && at_kill.chunks_done < 120,
@@ -139,6 +149,59 @@ async fn a_worker_killed_mid_job_still_gives_exactly_once() {
                 && log.contains("from=w2")),
         "a survivor took over w2's share:\n{logs}"
     );
+}
+
+#[tokio::test]
+async fn a_job_whose_members_all_stopped_fails_saying_so() {
+    let mut deployment = Deployment::new("broadcastorphan");
+    let workers = deployment.start_registered_workers(&["w1", "w2"], &["--cpu-threads", "1"]);
+    deployment.start_consumer();
+    // 2,000 items, 400 chunks: far from done when both members stop.
+    let values: Vec<u64> = (3_000_000..3_002_000).collect();
+    let job = broadcast_long_job(&deployment, &values, 4).await;
+    deployment.kill(workers[0]);
+    let status = deployment.terminate(workers[1]);
+    assert!(status.success(), "w2 stops gracefully: {status:?}");
+    let stopped = Instant::now();
+    let at_stop = deployment.store().await.require_job(job).await.unwrap();
+    assert!(!at_stop.status.is_final(), "{at_stop:?}");
+
+    // Nobody holds the rest of the job: the consumer fails it, and the wait ends with the reason.
+    let waited = deployment.producer(&["wait", &job.to_string(), "--timeout", "90"]);
+    let logs = deployment.all_logs();
+    assert_eq!(
+        waited.code(),
+        Some(1),
+        "{}
+{logs}",
+        waited.stderr()
+    );
+    let state = waited.stdout_json();
+    assert_eq!(state["status"], "failed", "{state}");
+    let error = state["error"].as_str().expect("a reason");
+    for expected in [
+        "every member of this broadcast job stopped before it finished: ",
+        "w1 (last heartbeat ",
+        "w2 (unregistered: it stopped)",
+        &format!("of {} chunks have results", values.len() / 5),
+        "Nothing was taken over: broadcast the job again",
+    ] {
+        assert!(error.contains(expected), "'{error}' lacks '{expected}'");
+    }
+    assert!(
+        waited
+            .stderr()
+            .contains(&format!("job {job} failed: every member")),
+        "{}",
+        waited.stderr()
+    );
+    // The registry forgets a killed worker's entry after 6 s; then two checks 6 s apart.
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(40),
+        "failed {took:?} after the last member stopped"
+    );
+    eprintln!("failed {took:?} after the last member stopped");
 }
 
 #[test]

@@ -76,9 +76,15 @@ async fn transient_failures_are_retried_after_broker_held_delays_until_they_succ
 async fn a_chunk_failing_every_retry_is_counted_failed_then_listed_replayed_and_purged() {
     let mut deployment = Deployment::new("dlq");
     // Chunk 0 always fails; chunk 1 fails twice, so with one retry it is dead too, and succeeds on replay.
+    // The second job's one chunk is like chunk 1.
     let job = flaky_job(&deployment, &[1000, 2]).await;
+    let healed = flaky_job(&deployment, &[2]).await;
     deployment.start_workers(TEST_WORKER, 1, &["--max-retries", "1"]);
     deployment.start_consumer();
+    let summary = deployment
+        .producer(&["wait", &healed.to_string(), "--timeout", "60"])
+        .json();
+    assert_eq!(summary["failed"].as_u64(), Some(1), "{summary}");
 
     let summary = deployment
         .producer(&["wait", &job.to_string(), "--timeout", "60"])
@@ -98,7 +104,9 @@ async fn a_chunk_failing_every_retry_is_counted_failed_then_listed_replayed_and_
     );
 
     // Both chunks are in the dead-letter queue with their error, attempts and worker.
-    let listed = deployment.producer(&["dlq", "list"]).json();
+    let listed = deployment
+        .producer(&["dlq", "list", "--job", &job.to_string()])
+        .json();
     let letters = listed.as_array().unwrap();
     assert_eq!(letters.len(), 2, "{listed}");
     for letter in letters {
@@ -119,17 +127,32 @@ async fn a_chunk_failing_every_retry_is_counted_failed_then_listed_replayed_and_
     }
     // Listing left them where they were.
     let dead = deployment.topology().dead_queue();
-    assert_eq!(deployment.queue_depth(&dead).await, 2);
+    assert_eq!(deployment.queue_depth(&dead).await, 3);
 
     // The operator allows more retries and replays: a new job with both chunks, keeping the original
     // item indices, with a fresh retry budget. The always-failing chunk fails again (and is dead-lettered
     // again); the other succeeds on its third attempt.
     deployment.kill(0);
     deployment.start_test_worker(&["--max-retries", "2"]);
+    // Every replayed item succeeds: exit 0.
     let replayed = deployment
-        .producer(&["dlq", "replay", "--job", &job.to_string(), "--wait"])
+        .producer(&["dlq", "replay", "--job", &healed.to_string(), "--wait"])
         .json();
+    assert_eq!(
+        replayed[0]["summary"]["failed"].as_u64(),
+        Some(0),
+        "{replayed}"
+    );
+    // An item fails again: the report still on stdout, and exit 3 saying so.
+    let run = deployment.producer(&["dlq", "replay", "--job", &job.to_string(), "--wait"]);
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    let replayed = run.stdout_json();
     let replay = &replayed[0];
+    let again = format!(
+        "1 replayed item(s) failed again, in job(s) {}:",
+        replay["job_id"].as_str().unwrap()
+    );
+    assert!(run.stderr().contains(&again), "{}", run.stderr());
     assert_eq!(replay["replay_of"].as_str(), Some(job.to_string().as_str()));
     assert_eq!(replay["chunks"].as_u64(), Some(2));
     let replay_summary = &replay["summary"];

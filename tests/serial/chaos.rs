@@ -9,7 +9,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use taskq_common::job::{JobId, JobStatus};
-use taskq_tests::{eventually, Deployment, WORDCOUNT_WORKER};
+use taskq_tests::{
+    assert_every_item_once, assert_every_square_once, eventually, Deployment, WORDCOUNT_WORKER,
+};
 
 use crate::one_at_a_time;
 
@@ -20,23 +22,6 @@ fn seed() -> u64 {
         .unwrap_or_else(|| rand::rng().random());
     eprintln!("chaos seed: {seed} (replay with TASKQ_CHAOS_SEED={seed})");
     seed
-}
-
-/// Asserts the output file holds x*x for x = 1..=items, each exactly once, in order.
-fn assert_every_square_once(summary: &Value, items: u64, context: &str) {
-    assert_eq!(summary["status"], "completed", "{context}: {summary}");
-    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
-    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
-    let text =
-        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
-    let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        let x = i as i128 + 1;
-        let expected = format!("{{\"index\":{i},\"input\":{x},\"output\":{}}}", x * x);
-        assert_eq!(line, expected, "{context}: line {i}");
-        count += 1;
-    }
-    assert_eq!(count, items, "{context}: every item exactly once");
 }
 
 /// What a stalled job of `kind` looks like: its state, the queues, and the dead letters' reasons.
@@ -309,21 +294,12 @@ fn chaos_texts(count: u64) -> Vec<(String, u64)> {
 /// Asserts the output file holds each text's word count exactly once, in order, and the aggregate the
 /// `wordcount` kind declares (total and longest) is exact.
 fn assert_every_count_once(summary: &Value, texts: &[(String, u64)], context: &str) {
-    let items = texts.len() as u64;
-    assert_eq!(summary["status"], "completed", "{context}: {summary}");
-    assert_eq!(summary["items"].as_u64(), Some(items), "{context}");
-    assert_eq!(summary["failed"].as_u64(), Some(0), "{context}");
-    let text =
-        std::fs::read_to_string(summary["output"].as_str().expect("output")).expect("output file");
-    let mut count = 0u64;
-    for (i, line) in text.lines().enumerate() {
+    assert_every_item_once(summary, texts.len() as u64, context, |i, line| {
         let line: Value = serde_json::from_str(line).expect("JSON line");
         let (input, words) = &texts[i];
         let expected = serde_json::json!({"index": i, "input": input, "output": words});
         assert_eq!(line, expected, "{context}: line {i}");
-        count += 1;
-    }
-    assert_eq!(count, items, "{context}: every item exactly once");
+    });
     let total: u64 = texts.iter().map(|(_, words)| words).sum();
     let longest = texts.iter().map(|(_, words)| *words).max();
     assert_eq!(

@@ -6,6 +6,7 @@
 
 mod cancel;
 mod chaos;
+mod failover;
 mod heartbeat;
 mod lanes;
 mod outages;

@@ -90,7 +90,7 @@ async fn serve(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    settings.connection.apply_deadline();
+    settings.connection.apply();
     let pool = CpuPool::new(settings.cpu_threads, shutdown.clone()).map_err(|source| {
         WorkerError::Pool {
             threads: settings.cpu_threads,

@@ -40,10 +40,11 @@ impl JobStore {
         ))
     }
 
-    /// A new pub/sub connection, within the process's deadline.
+    /// A new pub/sub connection to the master (behind sentinels: the one they name now), within the
+    /// process's deadline.
     async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
         let limit = crate::deadline::limit();
-        match crate::deadline::within(limit, self.client.get_async_pubsub()).await {
+        match crate::deadline::within(limit, self.connection.pubsub()).await {
             Some(pubsub) => pubsub.map_err(command("subscribing to job announcements")),
             None => Err(StoreError::Unreachable {
                 url: "Redis (pub/sub)".into(),
