@@ -29,46 +29,17 @@ big_count=${BIG_COUNT:-24}
 seed_from=5000000
 seed_count=20
 
-passed=0
-failed=0
-timings=()
+e2e_name="compose-test"
 tmp=$(mktemp -d)
 stack_up=0
-
-log() { printf 'compose-test: %s\n' "$*" >&2; }
-pass() { printf 'PASS %s\n' "$*"; passed=$((passed + 1)); }
-fail() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
-check() { # description, command...
-  local description=$1; shift
-  if "$@"; then pass "$description"; else fail "$description"; fi
-}
-now() { date +%s.%N; }
-since() { python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.1f}")' "$1" "$(now)"; }
-timed() { # phase name, start time
-  local seconds; seconds=$(since "$2")
-  timings+=("$1: ${seconds}s")
-  log "$1 took ${seconds}s"
-}
+# shellcheck source=scripts/lib/e2e.sh
+. scripts/lib/e2e.sh
 
 # ---------------------------------------------------------------------------------------------- compose
-if docker compose version >/dev/null 2>&1; then
-  compose=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-  compose=(docker-compose)
-else
-  fail "neither \`docker compose\` nor \`docker-compose\` is installed"
-  printf '%s passed, %s failed\n' "$passed" "$failed"
-  exit 1
-fi
+find_compose
 dc() { "${compose[@]}" --env-file deploy/images/local.env "$@"; }
+use_local_images
 
-# The stand-ins' names, unless the caller chose other images (then compose uses those too).
-while IFS='=' read -r key value; do
-  case $key in '' | \#*) continue ;; esac
-  if [ -z "${!key:-}" ]; then export "$key=$value"; fi
-done <deploy/images/local.env
-
-random_secret() { od -An -N8 -tx1 /dev/urandom | tr -d ' \n'; }
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-taskq-compose-test}
 export TASKQ_IMAGE=${TASKQ_IMAGE:-taskq:latest}
 export TASKQ_BIND_ADDRESS=127.0.0.1 TASKQ_AMQP_PORT=0 TASKQ_MANAGEMENT_PORT=0 TASKQ_REDIS_PORT=0 \
@@ -102,8 +73,7 @@ finish() {
   teardown
   rm -rf "$tmp"
   if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then fail "stopped early (exit status $status)"; fi
-  log "timings:"
-  for line in "${timings[@]}"; do log "  $line"; done
+  print_timings
   printf '%s passed, %s failed\n' "$passed" "$failed"
   if [ "$failed" -gt 0 ]; then exit 1; fi
 }
@@ -136,42 +106,6 @@ queue_field() { # position in queue_stats' line (1-5), queue -> that number (0 w
   set -- "$1" $values
   shift "$1"
   echo "$1"
-}
-
-wait_for() { # description, tries, seconds between, command...
-  local description=$1 tries=$2 pause=$3; shift 3
-  for _ in $(seq "$tries"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep "$pause"
-  done
-  log "gave up waiting for $description"
-  return 1
-}
-
-check_results() { # summary.json, first n, count: exact values against sum(i*i for i < n) = n(n-1)(2n-1)/6
-  python3 - "$@" <<'EOF'
-import json, sys
-path, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-try:
-    summary = json.load(open(path))
-except ValueError as error:
-    sys.exit(f"not JSON ({error}): {open(path).read()[:300]!r}")
-want = [(i, n, n * (n - 1) * (2 * n - 1) // 6) for i, n in enumerate(range(start, start + count))]
-problems = []
-for key, expected in (("status", "completed"), ("items", count), ("failed", 0)):
-    if summary.get(key) != expected:
-        problems.append(f"{key} is {summary.get(key)!r}, expected {expected!r}")
-got = sorted((r["index"], r["input"], r["output"]) for r in summary.get("results", []))
-if got != want:
-    wrong = [(g, w) for g, w in zip(got, want) if g != w][:3]
-    problems.append(f"{len(got)} results, expected {count}; first differences (got, want): {wrong}")
-total = sum(w[2] for w in want)
-if summary.get("aggregate", {}).get("total") != total:
-    problems.append(f"aggregate total {summary.get('aggregate')!r}, expected {total}")
-for problem in problems:
-    print(f"  {path}: {problem}", file=sys.stderr)
-sys.exit(1 if problems else 0)
-EOF
 }
 
 metric_sum() { # metric name with labels, container ids -> the sum of that series over their /metrics
@@ -219,26 +153,7 @@ print(container, count)' "$(live_table list_connections pid peer_host)" \
 }
 
 # ------------------------------------------------------------------------------------------ images
-started=$(now)
-if [ "${TASKQ_SKIP_CARGO_BUILD:-0}" != 1 ]; then
-  log "cargo build --release --bins"
-  cargo build --release --bins >&2
-fi
-timed "release binaries (cargo build --release --bins)" "$started"
-
-started=$(now)
-deploy/images/build.sh
-timed "stand-in base images (deploy/images/build.sh)" "$started"
-
-# The classic builder sends the whole context and ignores deploy/Dockerfile.dockerignore, so give it
-# only the three binaries, at the paths the Dockerfile's `prebuilt` stage copies from.
-started=$(now)
-mkdir -p "$tmp/context/target/release"
-cp target/release/producer target/release/worker target/release/consumer "$tmp/context/target/release/"
-log "docker build -f deploy/Dockerfile --target prebuilt -t $TASKQ_IMAGE"
-docker build -q -f deploy/Dockerfile --target prebuilt --build-arg "RUNTIME_IMAGE=$TASKQ_BASE_IMAGE" \
-  -t "$TASKQ_IMAGE" "$tmp/context" >&2
-timed "taskq image (deploy/Dockerfile, target prebuilt)" "$started"
+build_images
 check "the taskq image runs its binaries as a non-root user ($(docker run --rm "$TASKQ_IMAGE" worker --version))" \
   test "$(docker run --rm "$TASKQ_IMAGE" id -u)" = 10001
 

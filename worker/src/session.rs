@@ -91,8 +91,12 @@ struct Contexts<'a> {
 }
 
 impl Contexts<'_> {
-    /// Declares every queue and consumes each served kind's, on channels of their own: CPU kinds share
-    /// one result publisher and the adaptive prefetch, I/O kinds another publisher.
+    /// Declares every queue, this worker's broadcast queue included, and then consumes each served
+    /// kind's, on channels of their own: CPU kinds share one result publisher and the adaptive prefetch,
+    /// I/O kinds another publisher. Nothing is consumed before every declaration succeeded: a session
+    /// that fails after its consumers started returns the chunks they hold, and each return counts
+    /// against a chunk's delivery limit, so a declaration failing again and again (a cluster node that
+    /// holds a queue is down) would dead-letter chunks that never ran.
     async fn kind_lanes(
         &self,
         connection: &Connection,
@@ -106,6 +110,10 @@ impl Contexts<'_> {
                 .declare_kind(connection, &kind.info.name)
                 .await?;
         }
+        let channel = publisher.channel();
+        self.topology
+            .declare_broadcast_queue(channel, &settings.worker_id)
+            .await?;
         let (initial, costs, prefetch) =
             cpu_prefetch(settings.prefetch, self.shared.pool.threads());
         // Only the CPU lane's results wait for others. An I/O chunk holds one of the lane's few prefetch
@@ -135,8 +143,8 @@ impl Contexts<'_> {
         Ok(lanes)
     }
 
-    /// Declares this worker's broadcast queue and consumes it, without a prefetch limit: commands must
-    /// never wait behind chunks (see [`crate::broadcast`]).
+    /// Consumes this worker's broadcast queue (declared by [`Self::kind_lanes`]), without a prefetch
+    /// limit: commands must never wait behind chunks (see [`crate::broadcast`]).
     async fn broadcast_lane(
         &self,
         connection: &Connection,
@@ -144,10 +152,7 @@ impl Contexts<'_> {
     ) -> Result<(LaneSession, Arc<BroadcastLane>), BrokerError> {
         let worker_id = &self.settings.worker_id;
         let publisher = Publisher::new(broker::open_channel(connection).await?).await?;
-        let queue = self
-            .topology
-            .declare_broadcast_queue(publisher.channel(), worker_id)
-            .await?;
+        let queue = self.topology.broadcast_queue(worker_id);
         let tag = format!("{worker_id}-broadcast");
         let (channel, consumer) = broker::consume(connection, &queue, 0, &tag).await?;
         tracing::info!(%queue, "receiving broadcasts and commands");
