@@ -20,7 +20,8 @@
 # stdout; progress, timings and diagnostics to stderr.
 #
 # Usage: scripts/cluster-test.sh
-#   TASKQ_SKIP_CARGO_BUILD=1   use target/release as it is instead of running `cargo build --release --bins`
+#   TASKQ_SKIP_CARGO_BUILD=1   use the binaries in $CARGO_TARGET_DIR/release (default target/release) as they
+#                              are instead of running `cargo build --release --bins`
 #   JOB_COUNT, JOB_CHUNK_SIZE  the job: JOB_COUNT (100000) items in chunks of JOB_CHUNK_SIZE (100)
 #   JOB_SECONDS                how long the job should run (240): a first 1000-item job measures how fast
 #                              this machine runs sum-squares, and the big job's n is chosen to last this long
