@@ -88,9 +88,13 @@ def samples(progress_path):
     return result
 
 
-def longest_gap(changes, start, end):
-    """The longest time between two consecutive progress changes whose interval overlaps [start, end)."""
-    gaps = [b - a for a, b in zip(changes, changes[1:]) if b > start and a < end]
+def longest_gap(changes, start, end, inside=False):
+    """The longest time between two consecutive progress changes whose interval overlaps [start, end)
+    (inside: lies wholly in [start, end])."""
+    if inside:
+        gaps = [b - a for a, b in zip(changes, changes[1:]) if a >= start and b <= end]
+    else:
+        gaps = [b - a for a, b in zip(changes, changes[1:]) if b > start and a < end]
     return max(gaps, default=None)
 
 
@@ -104,7 +108,7 @@ def table(progress_path, events_path, summary_path, lost_path):
     if not points:
         print("no progress samples: no table", file=sys.stderr)
         return 1
-    changes = [points[0][0]] + [t for (t, items, _), (_, before, _) in zip(points[1:], points) if items > before]
+    changes = [t for (t, items, _), (_, before, _) in zip(points[1:], points) if items > before]
     events = []
     for line in open(events_path):
         moment, name = line.rstrip("\n").split("\t", 1)
@@ -113,8 +117,10 @@ def table(progress_path, events_path, summary_path, lost_path):
     lost = int(open(lost_path).read()) if os.path.exists(lost_path) else None
     summary = read_summary(summary_path, [])
 
+    # Normal running: from the first progress to the first failure, without the pause that failure began.
     rows = [("(none: normal running, before the first failure)",
-             longest_gap(changes, changes[0], events[0][0] if events else finished), "", "0")]
+             longest_gap(changes, changes[0] if changes else finished, events[0][0] if events else finished,
+                         inside=True), "", "0")]
     ends = [moment for moment, _ in events[1:]] + [finished]
     for (start, name), end in zip(events, ends):
         pause = longest_gap(changes, start, end)
