@@ -27,6 +27,7 @@
 #                              this machine runs sum-squares, and the big job's n is chosen to last this long
 #   JOB_FROM                   the big job's first n instead (no measuring)
 #   PARTITION_SECONDS          how long the partitioned node stays cut off (20)
+#   TASKQ_TEST_KEEP=1          keep the scratch directory (progress samples, failure times, job output)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -82,7 +83,7 @@ finish() {
     fi
   fi
   teardown
-  rm -rf "$tmp"
+  if [ "${TASKQ_TEST_KEEP:-0}" = 1 ]; then log "kept the progress samples and outputs in $tmp"; else rm -rf "$tmp"; fi
   if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then fail "stopped early (exit status $status)"; fi
   print_timings
   log "the whole script took $(since "$script_started")s"

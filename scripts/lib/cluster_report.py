@@ -8,8 +8,8 @@
       Prints the first n of a JOB_COUNT-item job that should take SECONDS, given that the COUNT-item job
       from n = FROM whose summary is CALIBRATION took its elapsed_ms (an item's work grows with n).
   cluster_report.py table PROGRESS EVENTS SUMMARY LOST_FILE
-      Prints, for each failure, the longest time the job made no progress and the duplicate results the
-      consumer ignored meanwhile, from the progress samples ("<time> <master> <items>,<duplicates>,<status>,"
+      Prints, for each failure, the longest time the job made no progress (a pause counts for the failure
+      in whose time it ended) and the duplicate results the consumer ignored meanwhile, from the progress samples ("<time> <master> <items>,<duplicates>,<status>,"
       lines) and the failures' start times ("<time>\\t<name>" lines); each failure lasts until the next starts.
 """
 
@@ -89,12 +89,10 @@ def samples(progress_path):
 
 
 def longest_gap(changes, start, end, inside=False):
-    """The longest time between two consecutive progress changes whose interval overlaps [start, end)
-    (inside: lies wholly in [start, end])."""
-    if inside:
-        gaps = [b - a for a, b in zip(changes, changes[1:]) if a >= start and b <= end]
-    else:
-        gaps = [b - a for a, b in zip(changes, changes[1:]) if b > start and a < end]
+    """The longest time between two consecutive progress changes that ended in (start, end]: a pause a
+    failure causes began just before it and ends after it, and one that outlasts the next failure's start is
+    the next one's (inside: only the intervals that lie wholly in [start, end])."""
+    gaps = [b - a for a, b in zip(changes, changes[1:]) if start < b <= end and (a >= start or not inside)]
     return max(gaps, default=None)
 
 
