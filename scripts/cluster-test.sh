@@ -20,12 +20,14 @@
 # stdout; progress, timings and diagnostics to stderr.
 #
 # Usage: scripts/cluster-test.sh
-#   TASKQ_SKIP_CARGO_BUILD=1   use target/release as it is instead of running `cargo build --release --bins`
+#   TASKQ_SKIP_CARGO_BUILD=1   use the binaries in $CARGO_TARGET_DIR/release (default target/release) as they
+#                              are instead of running `cargo build --release --bins`
 #   JOB_COUNT, JOB_CHUNK_SIZE  the job: JOB_COUNT (100000) items in chunks of JOB_CHUNK_SIZE (100)
 #   JOB_SECONDS                how long the job should run (240): a first 1000-item job measures how fast
 #                              this machine runs sum-squares, and the big job's n is chosen to last this long
 #   JOB_FROM                   the big job's first n instead (no measuring)
 #   PARTITION_SECONDS          how long the partitioned node stays cut off (20)
+#   TASKQ_TEST_KEEP=1          keep the scratch directory (progress samples, failure times, job output)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -81,7 +83,7 @@ finish() {
     fi
   fi
   teardown
-  rm -rf "$tmp"
+  if [ "${TASKQ_TEST_KEEP:-0}" = 1 ]; then log "kept the progress samples and outputs in $tmp"; else rm -rf "$tmp"; fi
   if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then fail "stopped early (exit status $status)"; fi
   print_timings
   log "the whole script took $(since "$script_started")s"

@@ -18,7 +18,8 @@
 # PASS/FAIL lines and the final count go to stdout; progress, timings and diagnostics to stderr.
 #
 # Usage: scripts/compose-test.sh
-#   TASKQ_SKIP_CARGO_BUILD=1   use target/release as it is instead of running `cargo build --release --bins`
+#   TASKQ_SKIP_CARGO_BUILD=1   use the binaries in $CARGO_TARGET_DIR/release (default target/release) as they
+#                              are instead of running `cargo build --release --bins`
 #   BIG_FROM, BIG_COUNT        the bigger job (default 1000000000, 24: about 1 s of CPU per item)
 set -euo pipefail
 

@@ -8,8 +8,8 @@
       Prints the first n of a JOB_COUNT-item job that should take SECONDS, given that the COUNT-item job
       from n = FROM whose summary is CALIBRATION took its elapsed_ms (an item's work grows with n).
   cluster_report.py table PROGRESS EVENTS SUMMARY LOST_FILE
-      Prints, for each failure, the longest time the job made no progress and the duplicate results the
-      consumer ignored meanwhile, from the progress samples ("<time> <master> <items>,<duplicates>,<status>,"
+      Prints, for each failure, the longest time the job made no progress (a pause counts for the failure
+      in whose time it ended) and the duplicate results the consumer ignored meanwhile, from the progress samples ("<time> <master> <items>,<duplicates>,<status>,"
       lines) and the failures' start times ("<time>\\t<name>" lines); each failure lasts until the next starts.
 """
 
@@ -88,9 +88,11 @@ def samples(progress_path):
     return result
 
 
-def longest_gap(changes, start, end):
-    """The longest time between two consecutive progress changes whose interval overlaps [start, end)."""
-    gaps = [b - a for a, b in zip(changes, changes[1:]) if b > start and a < end]
+def longest_gap(changes, start, end, inside=False):
+    """The longest time between two consecutive progress changes that ended in (start, end]: a pause a
+    failure causes began just before it and ends after it, and one that outlasts the next failure's start is
+    the next one's (inside: only the intervals that lie wholly in [start, end])."""
+    gaps = [b - a for a, b in zip(changes, changes[1:]) if start < b <= end and (a >= start or not inside)]
     return max(gaps, default=None)
 
 
@@ -104,7 +106,7 @@ def table(progress_path, events_path, summary_path, lost_path):
     if not points:
         print("no progress samples: no table", file=sys.stderr)
         return 1
-    changes = [points[0][0]] + [t for (t, items, _), (_, before, _) in zip(points[1:], points) if items > before]
+    changes = [t for (t, items, _), (_, before, _) in zip(points[1:], points) if items > before]
     events = []
     for line in open(events_path):
         moment, name = line.rstrip("\n").split("\t", 1)
@@ -113,8 +115,10 @@ def table(progress_path, events_path, summary_path, lost_path):
     lost = int(open(lost_path).read()) if os.path.exists(lost_path) else None
     summary = read_summary(summary_path, [])
 
+    # Normal running: from the first progress to the first failure, without the pause that failure began.
     rows = [("(none: normal running, before the first failure)",
-             longest_gap(changes, changes[0], events[0][0] if events else finished), "", "0")]
+             longest_gap(changes, changes[0] if changes else finished, events[0][0] if events else finished,
+                         inside=True), "", "0")]
     ends = [moment for moment, _ in events[1:]] + [finished]
     for (start, name), end in zip(events, ends):
         pause = longest_gap(changes, start, end)

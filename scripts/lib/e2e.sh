@@ -88,10 +88,10 @@ use_local_images() {
   done <deploy/images/local.env
 }
 
-# The release binaries (unless TASKQ_SKIP_CARGO_BUILD=1), the stand-in images when missing, and the taskq
-# image $TASKQ_IMAGE from them.
+# The release binaries (unless TASKQ_SKIP_CARGO_BUILD=1; in $CARGO_TARGET_DIR/release, by default
+# target/release), the stand-in images when missing, and the taskq image $TASKQ_IMAGE from them.
 build_images() {
-  local started
+  local started release=${CARGO_TARGET_DIR:-target}/release
   started=$(now)
   if [ "${TASKQ_SKIP_CARGO_BUILD:-0}" != 1 ]; then
     log "cargo build --release --bins"
@@ -107,7 +107,7 @@ build_images() {
   # only the three binaries, at the paths the Dockerfile's `prebuilt` stage copies from.
   started=$(now)
   mkdir -p "$tmp/context/target/release"
-  cp target/release/producer target/release/worker target/release/consumer "$tmp/context/target/release/"
+  cp "$release/producer" "$release/worker" "$release/consumer" "$tmp/context/target/release/"
   log "docker build -f deploy/Dockerfile --target prebuilt -t $TASKQ_IMAGE"
   docker build -q -f deploy/Dockerfile --target prebuilt --build-arg "RUNTIME_IMAGE=$TASKQ_BASE_IMAGE" \
     -t "$TASKQ_IMAGE" "$tmp/context" >&2
